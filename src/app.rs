@@ -1,0 +1,185 @@
+//! The only wiring place: shared state, the actix App, background workers.
+
+use std::{net::TcpListener, num::NonZeroU32, sync::Arc, time::Duration};
+
+use actix_session::{
+    config::CookieContentSecurity, storage::CookieSessionStore, SessionMiddleware,
+};
+use actix_web::{cookie::Key, dev::ServerHandle, web, App, HttpServer};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::{watch, Notify};
+
+use crate::{
+    config::{Mode, Settings},
+    connector::{builtin::BuiltinStore, Connector},
+    crypto::Keys,
+    mail::{transport::Transport, worker::Worker},
+    metrics::Metrics,
+    store::Db,
+};
+
+pub type ClientLimiter = DefaultKeyedRateLimiter<std::net::IpAddr>;
+
+pub struct AppState {
+    pub settings: Settings,
+    pub db: Db,
+    pub keys: Arc<Keys>,
+    pub tera: tera::Tera,
+    pub connector: Arc<dyn Connector>,
+    pub metrics: Arc<Metrics>,
+    pub mail_notify: Arc<Notify>,
+    pub client_limiter: Option<Arc<ClientLimiter>>,
+    /// Filter counts of a large staff queue, reused for a few seconds.
+    pub queue_counts: crate::store::cases::CountsCache,
+    /// The intake writer (group commit), see `workflow::intake::spawn_writer`.
+    pub intake: tokio::sync::mpsc::Sender<crate::workflow::intake::IntakeJob>,
+    /// Bounds concurrent argon2 work so a login storm cannot take every
+    /// blocking thread (and the CPU) from the rest of the server.
+    pub password_pool: Arc<tokio::sync::Semaphore>,
+}
+
+pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    let db = Db::connect(&settings.database_url).await?;
+    db.migrate().await?;
+    let keys = Arc::new(Keys::derive(&settings.master_key()));
+    let client_limiter = NonZeroU32::new(settings.client_rate_limit_per_minute)
+        .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
+    Ok(AppState {
+        intake: crate::workflow::intake::spawn_writer(db.clone()),
+        queue_counts: Default::default(),
+        connector: Arc::new(BuiltinStore::new(
+            db.clone(),
+            settings.company.country.timezone(),
+        )),
+        tera: crate::i18n::templates()?,
+        db,
+        keys,
+        metrics: Arc::new(Metrics::new()),
+        mail_notify: Arc::new(Notify::new()),
+        client_limiter,
+        password_pool: Arc::new(tokio::sync::Semaphore::new(
+            crate::workflow::staff_auth::hash_permits(),
+        )),
+        settings,
+    })
+}
+
+pub struct Server {
+    pub port: u16,
+    pub state: web::Data<AppState>,
+    handle: ServerHandle,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<Server> {
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(state);
+        let (shutdown, rx) = watch::channel(false);
+
+        let transport = match &state.settings.smtp_url {
+            Some(url) => {
+                use secrecy::ExposeSecret;
+                Transport::Smtp(
+                    crate::mail::transport::build_smtp(url.expose_secret())
+                        .map_err(anyhow::Error::msg)?,
+                )
+            }
+            None if state.settings.mode == Mode::Demo => Transport::DevMailbox(state.db.clone()),
+            None => anyhow::bail!("PORTAL_SMTP_URL is not set"),
+        };
+        let worker = Worker {
+            db: state.db.clone(),
+            transport,
+            keys: state.keys.clone(),
+            from: state.settings.mail_from.parse()?,
+            notify: state.mail_notify.clone(),
+            metrics: state.metrics.clone(),
+            retry_base: state.settings.mail_retry_base,
+            retry_max: state.settings.mail_retry_max,
+            interval: state.settings.worker_interval,
+        };
+        let mut tasks = vec![tokio::spawn(worker.run(rx.clone()))];
+        tasks.push(tokio::spawn(sweeper(state.clone(), rx.clone())));
+
+        let cookie_key = Key::from(state.keys.cookie_key());
+        let secure = state.settings.secure_cookies();
+        let data = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::FormConfig::default().limit(64 * 1024))
+                .app_data(web::JsonConfig::default().limit(64 * 1024))
+                .configure(crate::web::routes)
+                .wrap(
+                    SessionMiddleware::builder(CookieSessionStore::default(), cookie_key.clone())
+                        .cookie_name("portal_session".into())
+                        .cookie_secure(secure)
+                        .cookie_http_only(true)
+                        .cookie_same_site(actix_web::cookie::SameSite::Lax)
+                        .cookie_content_security(CookieContentSecurity::Private)
+                        .build(),
+                )
+                .wrap(actix_web::middleware::from_fn(
+                    crate::web::middleware::client_limit,
+                ))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::web::middleware::observe,
+                ))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::web::middleware::security_headers,
+                ))
+        })
+        .listen(listener)?
+        .shutdown_timeout(10)
+        .disable_signals()
+        .run();
+        let handle = server.handle();
+        let server = tokio::spawn(server);
+        Ok(Server {
+            port,
+            state,
+            handle,
+            shutdown,
+            tasks,
+            server,
+        })
+    }
+
+    /// Graceful: stop accepting, finish in-flight requests, stop workers.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let _ = self.server.await;
+        self.state.db.close().await;
+    }
+}
+
+async fn sweeper(state: web::Data<AppState>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match crate::workflow::sweep::run(&state).await {
+            Ok(r) if r.expired + r.purged + r.archives_deleted > 0 => {
+                tracing::info!(
+                    expired = r.expired,
+                    purged = r.purged,
+                    archives_deleted = r.archives_deleted,
+                    "housekeeping"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+        }
+        if let Ok(n) = crate::store::outbox::backlog(&state.db).await {
+            state.metrics.outbox_backlog.set(n);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

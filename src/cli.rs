@@ -1,0 +1,302 @@
+//! The `privacy-portal` commands of CONTRACT.md.
+
+use std::{net::TcpListener, process::ExitCode};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::{
+    config::{self, Mode},
+    domain::Email,
+    store, AppState, Server,
+};
+
+#[derive(Parser)]
+#[command(name = "privacy-portal", version, about = "Self-service GDPR portal")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run on SQLite under ./data with demo data and a dev mailbox at /dev/mail.
+    Demo {
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Production server: configuration from the environment and PORTAL_CONFIG.
+    Serve,
+    /// Run database migrations and exit.
+    Migrate,
+    /// Built-in customer store.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+    /// Staff members.
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
+    /// Apply retention now: expire unverified requests, purge closed ones.
+    Purge,
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; exit 1 naming the first broken event.
+    Verify,
+}
+
+#[derive(Subcommand)]
+pub enum AccountsCommand {
+    /// Upsert customers from JSON Lines (`-` = stdin).
+    Import { file: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Role {
+    Agent,
+    Admin,
+}
+
+#[derive(Subcommand)]
+pub enum StaffCommand {
+    /// Create a staff member; prints a one-time enrolment link.
+    Add {
+        email: String,
+        #[arg(long, value_enum)]
+        role: Role,
+    },
+    /// Print a new API token (shown once, stored hashed).
+    Token { email: String },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Commands that only touch the database do not need SMTP or a company file
+/// beyond what `serve` validates, but they still need the secret key (hashes).
+fn tool_settings() -> anyhow::Result<config::Settings> {
+    let mode = if std::env::var("PORTAL_SECRET_KEY").is_ok() {
+        Mode::Serve
+    } else {
+        Mode::Demo
+    };
+    match config::load(mode, None) {
+        Ok(s) => Ok(s),
+        // Tools never send mail themselves; the server's worker does.
+        Err(e) if e.0.starts_with("PORTAL_SMTP_URL is not set") => {
+            Ok(config::load(Mode::Demo, None)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    match cli.command {
+        Command::Demo { bind } => {
+            let settings = config::load(Mode::Demo, bind)?;
+            let state = crate::build_state(settings).await?;
+            let staff_token = crate::demo::seed(&state).await?;
+            // Demo only: a working staff login (password + TOTP secret),
+            // new on every start, printed with the URLs.
+            let (password, secret) =
+                crate::workflow::staff_auth::demo_credentials(&state, crate::demo::DEMO_STAFF)
+                    .await?;
+            let staff_login = format!(
+                "  Staff login:      {}/staff/login\n    email {}  password {password}\n    TOTP secret {secret} (add it to an authenticator app, or: oathtool --totp -b {secret})",
+                state.settings.base_url,
+                crate::demo::DEMO_STAFF
+            );
+            serve_until_signal(state, Some((staff_token, staff_login))).await
+        }
+        Command::Serve => {
+            let settings = config::load(Mode::Serve, None)?;
+            let state = crate::build_state(settings).await?;
+            serve_until_signal(state, None).await
+        }
+        Command::Migrate => {
+            let settings = tool_settings()?;
+            let db = store::Db::connect(&settings.database_url).await?;
+            db.migrate().await?;
+            println!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Accounts {
+            command: AccountsCommand::Import { file },
+        } => {
+            let state = crate::build_state(tool_settings()?).await?;
+            let report = if file == "-" {
+                crate::import::import(&state, std::io::stdin().lock()).await?
+            } else {
+                let f = std::fs::File::open(&file).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+                crate::import::import(&state, std::io::BufReader::new(f)).await?
+            };
+            for (line, why) in &report.errors {
+                eprintln!("line {line}: {why} (skipped)");
+            }
+            println!(
+                "imported: {} new, {} updated, {} skipped",
+                report.inserted,
+                report.updated,
+                report.errors.len()
+            );
+            Ok(if report.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Command::Staff { command } => {
+            let state = crate::build_state(tool_settings()?).await?;
+            match command {
+                StaffCommand::Add { email, role } => {
+                    let role = match role {
+                        Role::Agent => "agent",
+                        Role::Admin => "admin",
+                    };
+                    let link = add_staff(&state, &email, role).await?;
+                    println!("{link}");
+                }
+                StaffCommand::Token { email } => {
+                    let token = staff_token(&state, &email).await?;
+                    println!("{token}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let settings = tool_settings()?;
+            // Read-only: no migrations here.
+            let db = store::Db::connect(&settings.database_url).await?;
+            let r = store::audit::verify_chain(&db).await?;
+            match r.broken {
+                None => {
+                    println!(
+                        "audit trail intact: {} events linked, {} written before the chain existed",
+                        r.checked, r.unchained
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some((seq, why)) => {
+                    eprintln!("audit trail broken at event {seq}: {why}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Purge => {
+            let state = crate::build_state(tool_settings()?).await?;
+            let r = crate::workflow::sweep::run(&state).await?;
+            println!(
+                "expired {} unverified requests, purged {} closed requests, deleted {} expired export archives",
+                r.expired, r.purged, r.archives_deleted
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub async fn add_staff(state: &AppState, raw_email: &str, role: &str) -> anyhow::Result<String> {
+    crate::workflow::staff_auth::add(state, raw_email, role, "cli")
+        .await
+        .map_err(|e| match e {
+            crate::workflow::WorkflowError::Invalid {
+                field: "email",
+                key,
+            } if key.ends_with("staff_exists") => {
+                anyhow::anyhow!("a staff member with that address already exists")
+            }
+            crate::workflow::WorkflowError::Invalid { field: "email", .. } => {
+                anyhow::anyhow!("not a valid email address")
+            }
+            other => anyhow::anyhow!("{other}"),
+        })
+}
+
+pub async fn staff_token(state: &AppState, raw_email: &str) -> anyhow::Result<String> {
+    let email =
+        Email::parse(raw_email).ok_or_else(|| anyhow::anyhow!("not a valid email address"))?;
+    let member = store::staff::by_email(&state.db, email.as_str())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no staff member with that address"))?;
+    let token = format!("pps_{}", crate::crypto::random_token());
+    let now = store::now();
+    let mut tx = state.db.begin().await?;
+    store::staff::add_token(&mut tx, &member.id, &state.keys.token_hash(&token), now).await?;
+    store::audit::record(
+        &mut tx,
+        now,
+        store::audit::Event {
+            request_id: None,
+            actor: "cli",
+            action: "staff_token_issued",
+            from_status: None,
+            to_status: None,
+            detail: serde_json::json!({"staff_id": member.id}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(token)
+}
+
+async fn serve_until_signal(
+    state: AppState,
+    demo_token: Option<(String, String)>,
+) -> anyhow::Result<ExitCode> {
+    let listener = TcpListener::bind(&state.settings.bind)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", state.settings.bind))?;
+    let base = state.settings.base_url.clone();
+    let server = Server::start(state, listener).await?;
+    if let Some((token, staff_login)) = demo_token {
+        println!();
+        println!("  privacy-portal demo is running");
+        println!("  Customer portal:  {base}/");
+        println!("  Dev mailbox:      {base}/dev/mail   (codes and confirmations land here)");
+        println!("{staff_login}");
+        println!("  Staff API token:  {token}");
+        println!("    try: curl -H 'Authorization: Bearer {token}' {base}/api/v1/staff/cases");
+        println!("  Demo customers:   see README.md (e.g. anna@example.nl)");
+        println!("  Stop with Ctrl-C.");
+        println!();
+    } else {
+        tracing::info!(bind = %server.state.settings.bind, "privacy-portal serving");
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

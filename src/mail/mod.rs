@@ -1,0 +1,117 @@
+//! Outgoing mail: rendered from templates into the outbox inside the
+//! transaction that causes it, then delivered by the worker.
+
+pub mod transport;
+pub mod worker;
+
+use tera::{Context, Tera};
+
+use crate::{
+    crypto::Keys,
+    domain::Locale,
+    store::{outbox, Conn},
+};
+
+/// Stands in the stored bodies where the secret goes; replaced only in
+/// memory, at send time.
+pub const SECRET_PLACEHOLDER: &str = "[[portal-secret]]";
+
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Renders `templates/email/{name}.txt` and `.html`; the subject is the
+/// locale key `email.{name}.subject`.
+pub fn render(tera: &Tera, locale: Locale, name: &str, ctx: &Context) -> anyhow::Result<Rendered> {
+    let mut ctx = ctx.clone();
+    ctx.insert("lang", locale.as_str());
+    // Subjects only hold `{{ name }}` placeholders; a full template compile
+    // per mail would cost more than the rest of the intake.
+    let mut subject = crate::i18n::t(locale, &format!("email.{name}.subject"));
+    if let serde_json::Value::Object(vars) = ctx.clone().into_json() {
+        for (k, v) in vars {
+            if let serde_json::Value::String(v) = v {
+                subject = subject.replace(&format!("{{{{ {k} }}}}"), &v);
+            }
+        }
+    }
+    ctx.insert("subject", &subject);
+    Ok(Rendered {
+        subject,
+        text: tera.render(&format!("email/{name}.txt"), &ctx)?,
+        html: tera.render(&format!("email/{name}.html"), &ctx)?,
+    })
+}
+
+pub struct Outgoing<'a> {
+    pub request_id: Option<&'a str>,
+    pub to: &'a str,
+    pub locale: Locale,
+    pub template: &'a str,
+    pub ctx: Context,
+    /// e.g. the verification code: sealed at rest, never stored in the clear.
+    pub secret: Option<&'a str>,
+    pub forget_address: bool,
+}
+
+/// A mail rendered and sealed, ready to be written in a transaction.
+/// Rendering happens before the transaction so the write lock is held only
+/// for the insert.
+pub struct Prepared {
+    id: String,
+    request_id: Option<String>,
+    to: String,
+    template: String,
+    rendered: Rendered,
+    sealed: Option<String>,
+    forget_address: bool,
+}
+
+pub fn prepare(tera: &Tera, keys: &Keys, m: Outgoing<'_>) -> anyhow::Result<Prepared> {
+    let mut ctx = m.ctx;
+    if m.secret.is_some() {
+        ctx.insert("secret", SECRET_PLACEHOLDER);
+    }
+    Ok(Prepared {
+        id: uuid::Uuid::new_v4().to_string(),
+        request_id: m.request_id.map(str::to_string),
+        to: m.to.to_string(),
+        template: m.template.to_string(),
+        rendered: render(tera, m.locale, m.template, &ctx)?,
+        sealed: m.secret.map(|s| keys.seal(s)),
+        forget_address: m.forget_address,
+    })
+}
+
+pub async fn store(conn: &mut Conn, p: &Prepared, now: i64) -> anyhow::Result<()> {
+    outbox::insert(
+        conn,
+        &outbox::NewMail {
+            id: &p.id,
+            request_id: p.request_id.as_deref(),
+            to_addr: &p.to,
+            template: &p.template,
+            subject: &p.rendered.subject,
+            body_text: &p.rendered.text,
+            body_html: &p.rendered.html,
+            sealed_secret: p.sealed.as_deref(),
+            forget_address: p.forget_address,
+        },
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn enqueue(
+    conn: &mut Conn,
+    tera: &Tera,
+    keys: &Keys,
+    m: Outgoing<'_>,
+    now: i64,
+) -> anyhow::Result<()> {
+    let p = prepare(tera, keys, m)?;
+    store(conn, &p, now).await
+}

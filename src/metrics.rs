@@ -1,0 +1,109 @@
+//! Prometheus metrics. Labels never carry personal data: routes are the
+//! matched patterns (`/{lang}/r/{id}/code`), not the paths.
+
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub codes_sent: Counter,
+    pub verifications: Family<ResultLabels, Counter>,
+    pub requests_created: Counter,
+    pub mails_sent: Counter,
+    pub mail_failures: Counter,
+    pub outbox_backlog: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("portal");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let codes_sent = Counter::default();
+        let verifications = Family::<ResultLabels, Counter>::default();
+        let requests_created = Counter::default();
+        let mails_sent = Counter::default();
+        let mail_failures = Counter::default();
+        let outbox_backlog = Gauge::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "codes_sent",
+            "Verification codes queued for sending",
+            codes_sent.clone(),
+        );
+        registry.register(
+            "verifications",
+            "Code checks by result",
+            verifications.clone(),
+        );
+        registry.register(
+            "requests_created",
+            "Privacy requests received",
+            requests_created.clone(),
+        );
+        registry.register(
+            "mails_sent",
+            "Mails accepted by the mail server",
+            mails_sent.clone(),
+        );
+        registry.register(
+            "mail_failures",
+            "Mail delivery attempts that failed",
+            mail_failures.clone(),
+        );
+        registry.register(
+            "outbox_backlog",
+            "Mails waiting in the outbox",
+            outbox_backlog.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            codes_sent,
+            verifications,
+            requests_created,
+            mails_sent,
+            mail_failures,
+            outbox_backlog,
+        }
+    }
+
+    pub fn verification(&self, result: &str) {
+        self.verifications
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,317 @@
+//! The staff queue, case notes and the register (issue 7).
+
+use sqlx::FromRow;
+
+use super::{requests::RequestRow, Conn, Db};
+use crate::domain::{RequestKind, Status};
+
+const COLUMNS: &str = "id, kind, locale, email, email_hash, status, channel, received_at, verified_at, \
+    paused_seconds, extension_months, due_date, due_at, token_hash, reasons, data, outcome, assignee, \
+    closed_at, updated_at";
+
+/// Statuses a human works on; the queue's default.
+pub const OPEN: [Status; 2] = [Status::Escalated, Status::Processing];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assignee {
+    Anyone,
+    Unassigned,
+    Staff(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct CaseFilter {
+    pub status: Option<Status>,
+    pub kind: Option<RequestKind>,
+    pub assignee: Assignee,
+    pub overdue_at: Option<i64>,
+    /// Look-up by customer address: its keyed hash (any status).
+    pub email_hash: Option<String>,
+    /// Keyset cursor: (due_at, id) of the last row of the previous page.
+    pub after: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+impl Default for CaseFilter {
+    fn default() -> Self {
+        CaseFilter {
+            status: None,
+            kind: None,
+            assignee: Assignee::Anyone,
+            overdue_at: None,
+            email_hash: None,
+            after: None,
+            limit: 50,
+        }
+    }
+}
+
+/// Most urgent due date first, so overdue cases lead.
+pub async fn queue(db: &Db, f: &CaseFilter) -> sqlx::Result<Vec<RequestRow>> {
+    let mut sql = format!("SELECT {COLUMNS} FROM requests WHERE 1 = 1");
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    match (f.status, &f.email_hash) {
+        (Some(_), _) => sql.push_str(&format!(" AND status = {}", next())),
+        (None, Some(_)) => {}
+        (None, None) => sql.push_str(" AND status IN ('escalated', 'processing')"),
+    }
+    if f.email_hash.is_some() {
+        sql.push_str(&format!(" AND email_hash = {}", next()));
+    }
+    if f.kind.is_some() {
+        sql.push_str(&format!(" AND kind = {}", next()));
+    }
+    match &f.assignee {
+        Assignee::Anyone => {}
+        Assignee::Unassigned => sql.push_str(" AND assignee IS NULL"),
+        Assignee::Staff(_) => sql.push_str(&format!(" AND assignee = {}", next())),
+    }
+    if f.overdue_at.is_some() {
+        sql.push_str(&format!(" AND due_at < {}", next()));
+    }
+    if f.after.is_some() {
+        let (a, b, c) = (next(), next(), next());
+        sql.push_str(&format!(
+            " AND (due_at > {a} OR (due_at = {b} AND id > {c}))"
+        ));
+    }
+    sql.push_str(&format!(" ORDER BY due_at, id LIMIT {}", next()));
+    let mut q = sqlx::query_as::<_, RequestRow>(sqlx::AssertSqlSafe(sql));
+    if let Some(s) = f.status {
+        q = q.bind(s.as_str());
+    }
+    if let Some(h) = &f.email_hash {
+        q = q.bind(h.clone());
+    }
+    if let Some(k) = f.kind {
+        q = q.bind(k.as_str());
+    }
+    if let Assignee::Staff(s) = &f.assignee {
+        q = q.bind(s.clone());
+    }
+    if let Some(t) = f.overdue_at {
+        q = q.bind(t);
+    }
+    if let Some((due, id)) = &f.after {
+        q = q.bind(*due).bind(*due).bind(id.clone());
+    }
+    q.bind(f.limit).fetch_all(db.read()).await
+}
+
+/// One group of open cases, for the counts beside each filter.
+#[derive(Debug, Clone, FromRow)]
+pub struct CountRow {
+    pub kind: String,
+    pub status: String,
+    pub assignee: Option<String>,
+    pub n: i64,
+    /// How many of the `n` are overdue.
+    pub overdue: i64,
+}
+
+/// Counting 20 000 open cases takes longer than the rest of the queue page,
+/// and nobody acts on the exact count of a queue that long: above this many
+/// open cases the counts may be a few seconds old. Smaller queues are always
+/// counted exactly.
+pub const CACHE_COUNTS_FROM: i64 = 1000;
+const COUNTS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub type CountsCache =
+    std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<Vec<CountRow>>)>>;
+
+pub async fn open_counts_cached(
+    db: &Db,
+    cache: &CountsCache,
+    now: i64,
+) -> sqlx::Result<std::sync::Arc<Vec<CountRow>>> {
+    if let Some((at, counts)) = cache.lock().expect("counts cache lock").as_ref() {
+        if at.elapsed() < COUNTS_TTL {
+            return Ok(counts.clone());
+        }
+    }
+    let counts = std::sync::Arc::new(open_counts(db, now).await?);
+    let total: i64 = counts.iter().map(|c| c.n).sum();
+    *cache.lock().expect("counts cache lock") =
+        (total >= CACHE_COUNTS_FROM).then(|| (std::time::Instant::now(), counts.clone()));
+    Ok(counts)
+}
+
+/// Grouped in the order of the `requests_open_counts` index (migration
+/// 0007), which covers the query.
+pub async fn open_counts(db: &Db, now: i64) -> sqlx::Result<Vec<CountRow>> {
+    sqlx::query_as(
+        "SELECT kind, assignee, status, COUNT(*) AS n, \
+         CAST(SUM(CASE WHEN due_at < $1 THEN 1 ELSE 0 END) AS BIGINT) AS overdue \
+         FROM requests WHERE status IN ('escalated', 'processing') GROUP BY kind, assignee, status",
+    )
+    .bind(now)
+    .fetch_all(db.read())
+    .await
+}
+
+pub async fn set_assignee(
+    conn: &mut Conn,
+    id: &str,
+    assignee: Option<&str>,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE requests SET assignee = $1, updated_at = $2 WHERE id = $3")
+        .bind(assignee)
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_outcome(conn: &mut Conn, id: &str, outcome: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE requests SET outcome = $1 WHERE id = $2")
+        .bind(outcome)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Compare-and-set on `extension_months = 0`: a case is extended once.
+pub async fn set_extension(
+    conn: &mut Conn,
+    id: &str,
+    months: i64,
+    due_date: &str,
+    due_at: i64,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let res = sqlx::query(
+        "UPDATE requests SET extension_months = $1, due_date = $2, due_at = $3, updated_at = $4 \
+         WHERE id = $5 AND extension_months = 0",
+    )
+    .bind(months)
+    .bind(due_date)
+    .bind(due_at)
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct NoteRow {
+    pub id: String,
+    pub at: i64,
+    pub actor: String,
+    pub kind: String,
+    pub body: String,
+}
+
+pub async fn add_note(
+    conn: &mut Conn,
+    request_id: &str,
+    actor: &str,
+    kind: &str,
+    body: &str,
+    now: i64,
+) -> sqlx::Result<String> {
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO case_notes (id, request_id, at, actor, kind, body) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&id)
+    .bind(request_id)
+    .bind(now)
+    .bind(actor)
+    .bind(kind)
+    .bind(body)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+pub async fn notes(db: &Db, request_id: &str) -> sqlx::Result<Vec<NoteRow>> {
+    sqlx::query_as(
+        "SELECT id, at, actor, kind, body FROM case_notes WHERE request_id = $1 ORDER BY at, id",
+    )
+    .bind(request_id)
+    .fetch_all(db.read())
+    .await
+}
+
+/// What the register needs of a request: no address, no free text.
+#[derive(Debug, Clone, FromRow)]
+pub struct RegisterRow {
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    pub channel: String,
+    pub received_at: i64,
+    pub paused_seconds: i64,
+    pub extension_months: i64,
+    pub due_date: String,
+    pub due_at: i64,
+    pub outcome: Option<String>,
+    pub closed_at: Option<i64>,
+}
+
+/// Every request whose identity was established or that staff entered;
+/// unverified requests that lapsed were never requests of a known person.
+pub async fn register(
+    db: &Db,
+    after: Option<(i64, String)>,
+    limit: i64,
+) -> sqlx::Result<Vec<RegisterRow>> {
+    let (cursor_at, cursor_id) = after.unwrap_or((i64::MIN, String::new()));
+    sqlx::query_as(
+        "SELECT id, kind, status, channel, received_at, paused_seconds, extension_months, due_date, due_at, \
+         outcome, closed_at FROM requests \
+         WHERE status NOT IN ('awaiting_verification', 'expired') \
+         AND (received_at > $1 OR (received_at = $2 AND id > $3)) ORDER BY received_at, id LIMIT $4",
+    )
+    .bind(cursor_at)
+    .bind(cursor_at)
+    .bind(cursor_id)
+    .bind(limit)
+    .fetch_all(db.read())
+    .await
+}
+
+/// Ids whose short reference ("R-1A2B3C4D") matches; at most two.
+pub async fn by_reference(db: &Db, prefix8: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT id FROM requests WHERE substr(id, 1, 8) = $1 LIMIT 2")
+        .bind(prefix8)
+        .fetch_all(db.read())
+        .await
+}
+
+/// Saves a task's checklist; compare-and-set on the previous JSON so two
+/// staff ticking at once cannot lose a tick.
+#[allow(clippy::too_many_arguments)]
+pub async fn update_task_checklist(
+    conn: &mut Conn,
+    task_id: &str,
+    request_id: &str,
+    old_checklist: &str,
+    new_checklist: &str,
+    done: bool,
+    actor: &str,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let res = sqlx::query(
+        "UPDATE staff_tasks SET checklist = $1, status = $2, done_at = $3, done_by = $4 \
+         WHERE id = $5 AND request_id = $6 AND checklist = $7",
+    )
+    .bind(new_checklist)
+    .bind(if done { "done" } else { "open" })
+    .bind(done.then_some(now))
+    .bind(done.then_some(actor))
+    .bind(task_id)
+    .bind(request_id)
+    .bind(old_checklist)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}

@@ -1,0 +1,270 @@
+use sqlx::FromRow;
+
+use super::{Conn, Db};
+use crate::domain::{request, RequestKind, Status};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct RequestRow {
+    pub id: String,
+    pub kind: String,
+    pub locale: String,
+    pub email: String,
+    pub email_hash: String,
+    pub status: String,
+    pub channel: String,
+    pub received_at: i64,
+    pub verified_at: Option<i64>,
+    pub paused_seconds: i64,
+    pub extension_months: i64,
+    pub due_date: String,
+    pub due_at: i64,
+    pub token_hash: Option<String>,
+    pub reasons: String,
+    pub data: String,
+    pub outcome: Option<String>,
+    pub assignee: Option<String>,
+    pub closed_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+impl RequestRow {
+    pub fn status(&self) -> Status {
+        Status::parse(&self.status).expect("status column holds known values")
+    }
+    pub fn kind(&self) -> RequestKind {
+        RequestKind::parse(&self.kind).expect("kind column holds known values")
+    }
+    pub fn locale(&self) -> crate::domain::Locale {
+        crate::domain::Locale::parse(&self.locale).unwrap_or(crate::domain::Locale::En)
+    }
+    pub fn reasons(&self) -> Vec<String> {
+        serde_json::from_str(&self.reasons).unwrap_or_default()
+    }
+    pub fn data(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data).unwrap_or_else(|_| serde_json::json!({}))
+    }
+}
+
+const COLUMNS: &str = "id, kind, locale, email, email_hash, status, channel, received_at, verified_at, \
+    paused_seconds, extension_months, due_date, due_at, token_hash, reasons, data, outcome, assignee, \
+    closed_at, updated_at";
+
+pub struct NewRequest<'a> {
+    pub id: &'a str,
+    pub kind: RequestKind,
+    pub locale: &'a str,
+    pub email: &'a str,
+    pub email_hash: &'a str,
+    pub channel: &'a str,
+    pub received_at: i64,
+    pub due_date: &'a str,
+    pub due_at: i64,
+}
+
+pub async fn insert(conn: &mut Conn, r: &NewRequest<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO requests (id, kind, locale, email, email_hash, status, channel, received_at, \
+         due_date, due_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $8)",
+    )
+    .bind(r.id)
+    .bind(r.kind.as_str())
+    .bind(r.locale)
+    .bind(r.email)
+    .bind(r.email_hash)
+    .bind(Status::AwaitingVerification.as_str())
+    .bind(r.channel)
+    .bind(r.received_at)
+    .bind(r.due_date)
+    .bind(r.due_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(db: &Db, id: &str) -> sqlx::Result<Option<RequestRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = $1");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(db.read())
+        .await
+}
+
+pub async fn get_for_update(conn: &mut Conn, id: &str) -> sqlx::Result<Option<RequestRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = $1");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    #[error(transparent)]
+    Illegal(#[from] request::IllegalTransition),
+    /// Someone else moved the request first; the caller re-reads and answers
+    /// with the current state.
+    #[error("the request changed concurrently")]
+    Raced,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Compare-and-set status change: refuses illegal transitions and loses
+/// gracefully to a concurrent change.
+pub async fn set_status(
+    conn: &mut Conn,
+    id: &str,
+    from: Status,
+    to: Status,
+    now: i64,
+) -> Result<(), TransitionError> {
+    request::transition(from, to)?;
+    let closed = if to.is_final() { Some(now) } else { None };
+    let res = sqlx::query(
+        "UPDATE requests SET status = $1, updated_at = $2, closed_at = COALESCE($3, closed_at) \
+         WHERE id = $4 AND status = $5",
+    )
+    .bind(to.as_str())
+    .bind(now)
+    .bind(closed)
+    .bind(id)
+    .bind(from.as_str())
+    .execute(conn)
+    .await?;
+    if res.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(TransitionError::Raced)
+    }
+}
+
+pub async fn set_verified(
+    conn: &mut Conn,
+    id: &str,
+    verified_at: i64,
+    paused_seconds: i64,
+    due_date: &str,
+    due_at: i64,
+    token_hash: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE requests SET verified_at = $1, paused_seconds = $2, due_date = $3, due_at = $4, \
+         token_hash = $5 WHERE id = $6",
+    )
+    .bind(verified_at)
+    .bind(paused_seconds)
+    .bind(due_date)
+    .bind(due_at)
+    .bind(token_hash)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_data(
+    conn: &mut Conn,
+    id: &str,
+    data: &serde_json::Value,
+    reasons: &[&str],
+    outcome: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE requests SET data = $1, reasons = $2, outcome = COALESCE($3, outcome) WHERE id = $4")
+        .bind(data.to_string())
+        .bind(serde_json::to_string(reasons).expect("strings serialise"))
+        .bind(outcome)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Requests still waiting for their code after `older_than` (epoch seconds).
+pub async fn stale_unverified(db: &Db, older_than: i64, limit: i64) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT id FROM requests WHERE status = 'awaiting_verification' AND received_at < $1 \
+         ORDER BY received_at LIMIT $2",
+    )
+    .bind(older_than)
+    .bind(limit)
+    .fetch_all(db.read())
+    .await
+}
+
+/// Closed requests past retention.
+pub async fn purgeable(db: &Db, closed_before: i64, limit: i64) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT id FROM requests WHERE closed_at IS NOT NULL AND closed_at < $1 ORDER BY closed_at LIMIT $2",
+    )
+    .bind(closed_before)
+    .bind(limit)
+    .fetch_all(db.read())
+    .await
+}
+
+pub async fn delete(conn: &mut Conn, id: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM verification_codes WHERE request_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM outbox WHERE request_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM requests WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct QueueFilter {
+    pub status: Option<Status>,
+    pub kind: Option<RequestKind>,
+    pub overdue_at: Option<i64>,
+    /// Keyset cursor: (due_at, id) of the last row of the previous page.
+    pub after: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+/// Cases needing a human, most urgent due date first.
+pub async fn queue(db: &Db, f: &QueueFilter) -> sqlx::Result<Vec<RequestRow>> {
+    let mut sql = format!("SELECT {COLUMNS} FROM requests WHERE 1 = 1");
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    match f.status {
+        Some(_) => sql.push_str(&format!(" AND status = {}", next())),
+        None => sql.push_str(" AND status IN ('escalated', 'processing')"),
+    }
+    if f.kind.is_some() {
+        sql.push_str(&format!(" AND kind = {}", next()));
+    }
+    if f.overdue_at.is_some() {
+        sql.push_str(&format!(" AND due_at < {}", next()));
+    }
+    if f.after.is_some() {
+        let (a, b, c) = (next(), next(), next());
+        sql.push_str(&format!(
+            " AND (due_at > {a} OR (due_at = {b} AND id > {c}))"
+        ));
+    }
+    sql.push_str(&format!(" ORDER BY due_at, id LIMIT {}", next()));
+    let mut q = sqlx::query_as::<_, RequestRow>(sqlx::AssertSqlSafe(sql));
+    if let Some(s) = f.status {
+        q = q.bind(s.as_str());
+    }
+    if let Some(k) = f.kind {
+        q = q.bind(k.as_str());
+    }
+    if let Some(t) = f.overdue_at {
+        q = q.bind(t);
+    }
+    if let Some((due, id)) = &f.after {
+        q = q.bind(*due).bind(*due).bind(id.clone());
+    }
+    q.bind(f.limit).fetch_all(db.read()).await
+}

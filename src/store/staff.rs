@@ -1,0 +1,314 @@
+use super::{Conn, Db};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StaffRow {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub disabled: i64,
+}
+
+pub async fn insert(
+    conn: &mut Conn,
+    id: &str,
+    email: &str,
+    role: &str,
+    enrol_token_hash: &str,
+    enrol_expires_at: i64,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO staff (id, email, role, enrol_token_hash, enrol_expires_at, disabled, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 0, $6)",
+    )
+    .bind(id)
+    .bind(email)
+    .bind(role)
+    .bind(enrol_token_hash)
+    .bind(enrol_expires_at)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn by_email(db: &Db, email: &str) -> sqlx::Result<Option<StaffRow>> {
+    sqlx::query_as("SELECT id, email, role, disabled FROM staff WHERE email = $1")
+        .bind(email)
+        .fetch_optional(db.read())
+        .await
+}
+
+pub async fn add_token(
+    conn: &mut Conn,
+    staff_id: &str,
+    token_hash: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO staff_tokens (token_hash, staff_id, created_at) VALUES ($1, $2, $3)")
+        .bind(token_hash)
+        .bind(staff_id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn by_token(db: &Db, token_hash: &str) -> sqlx::Result<Option<StaffRow>> {
+    sqlx::query_as(
+        "SELECT s.id, s.email, s.role, s.disabled FROM staff_tokens t JOIN staff s ON s.id = t.staff_id \
+         WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND s.disabled = 0",
+    )
+    .bind(token_hash)
+    .fetch_optional(db.read())
+    .await
+}
+
+pub async fn count(db: &Db) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM staff")
+        .fetch_one(db.read())
+        .await
+}
+
+// ---------- enrolment and login (issue 7) ----------
+
+/// What login needs to decide; never logged.
+#[derive(Clone, sqlx::FromRow)]
+pub struct StaffAuth {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub disabled: i64,
+    pub password_hash: Option<String>,
+    pub totp_secret: Option<String>,
+    pub totp_last_step: i64,
+    pub failed_logins: i64,
+    pub last_failed_at: Option<i64>,
+    pub locked_until: Option<i64>,
+    pub enrolled_at: Option<i64>,
+}
+
+impl StaffAuth {
+    pub fn row(&self) -> StaffRow {
+        StaffRow {
+            id: self.id.clone(),
+            email: self.email.clone(),
+            role: self.role.clone(),
+            disabled: self.disabled,
+        }
+    }
+}
+
+const AUTH_COLUMNS: &str =
+    "id, email, role, disabled, password_hash, totp_secret, totp_last_step, \
+    failed_logins, last_failed_at, locked_until, enrolled_at";
+
+pub async fn auth_by_email(db: &Db, email: &str) -> sqlx::Result<Option<StaffAuth>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {AUTH_COLUMNS} FROM staff WHERE email = $1"
+    )))
+    .bind(email)
+    .fetch_optional(db.write())
+    .await
+}
+
+pub async fn by_id(db: &Db, id: &str) -> sqlx::Result<Option<StaffRow>> {
+    sqlx::query_as("SELECT id, email, role, disabled FROM staff WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.read())
+        .await
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Enrolment {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub totp_pending: Option<String>,
+}
+
+/// A staff member whose enrolment link is still valid and unused.
+pub async fn by_enrol_token(
+    db: &Db,
+    token_hash: &str,
+    now: i64,
+) -> sqlx::Result<Option<Enrolment>> {
+    sqlx::query_as(
+        "SELECT id, email, role, totp_pending FROM staff WHERE enrol_token_hash = $1 \
+         AND enrol_expires_at > $2 AND enrolled_at IS NULL AND disabled = 0",
+    )
+    .bind(token_hash)
+    .bind(now)
+    .fetch_optional(db.write())
+    .await
+}
+
+pub async fn set_totp_pending(conn: &mut Conn, id: &str, sealed: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE staff SET totp_pending = $1 WHERE id = $2 AND enrolled_at IS NULL")
+        .bind(sealed)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Single use: only succeeds while the link is unused.
+#[allow(clippy::too_many_arguments)]
+pub async fn complete_enrolment(
+    conn: &mut Conn,
+    id: &str,
+    token_hash: &str,
+    password_hash: &str,
+    totp_sealed: &str,
+    step: i64,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let res = sqlx::query(
+        "UPDATE staff SET password_hash = $1, totp_secret = $2, totp_pending = NULL, totp_last_step = $3, \
+         enrol_token_hash = NULL, enrol_expires_at = NULL, enrolled_at = $4, failed_logins = 0, locked_until = NULL \
+         WHERE id = $5 AND enrol_token_hash = $6 AND enrolled_at IS NULL",
+    )
+    .bind(password_hash)
+    .bind(totp_sealed)
+    .bind(step)
+    .bind(now)
+    .bind(id)
+    .bind(token_hash)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+pub async fn add_recovery_code(
+    conn: &mut Conn,
+    staff_id: &str,
+    code_hash: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO staff_recovery_codes (staff_id, code_hash) VALUES ($1, $2)")
+        .bind(staff_id)
+        .bind(code_hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Burns a recovery code; false when unknown or already used.
+pub async fn use_recovery_code(
+    conn: &mut Conn,
+    staff_id: &str,
+    code_hash: &str,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let res = sqlx::query(
+        "UPDATE staff_recovery_codes SET used_at = $1 WHERE staff_id = $2 AND code_hash = $3 AND used_at IS NULL",
+    )
+    .bind(now)
+    .bind(staff_id)
+    .bind(code_hash)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+pub async fn recovery_codes_left(db: &Db, staff_id: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM staff_recovery_codes WHERE staff_id = $1 AND used_at IS NULL",
+    )
+    .bind(staff_id)
+    .fetch_one(db.read())
+    .await
+}
+
+/// Each TOTP time step is usable once: false when this step (or a later
+/// one) was used already.
+pub async fn use_totp_step(conn: &mut Conn, staff_id: &str, step: i64) -> sqlx::Result<bool> {
+    let res =
+        sqlx::query("UPDATE staff SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1")
+            .bind(step)
+            .bind(staff_id)
+            .execute(conn)
+            .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+pub async fn record_login_failure(
+    conn: &mut Conn,
+    staff_id: &str,
+    failures: i64,
+    now: i64,
+    locked_until: Option<i64>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE staff SET failed_logins = $1, last_failed_at = $2, locked_until = $3 WHERE id = $4",
+    )
+    .bind(failures)
+    .bind(now)
+    .bind(locked_until)
+    .bind(staff_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn reset_login_failures(conn: &mut Conn, staff_id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE staff SET failed_logins = 0, locked_until = NULL WHERE id = $1")
+        .bind(staff_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct MemberRow {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub disabled: i64,
+    pub enrolled_at: Option<i64>,
+}
+
+pub async fn list(db: &Db) -> sqlx::Result<Vec<MemberRow>> {
+    sqlx::query_as("SELECT id, email, role, disabled, enrolled_at FROM staff ORDER BY email")
+        .fetch_all(db.read())
+        .await
+}
+
+pub async fn set_disabled(conn: &mut Conn, id: &str, disabled: bool) -> sqlx::Result<bool> {
+    let res = sqlx::query("UPDATE staff SET disabled = $1 WHERE id = $2")
+        .bind(disabled as i64)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    if disabled {
+        sqlx::query(
+            "UPDATE staff_tokens SET revoked_at = $1 WHERE staff_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(super::now())
+        .bind(id)
+        .execute(conn)
+        .await?;
+    }
+    Ok(res.rows_affected() == 1)
+}
+
+/// Demo only: sets a known password and TOTP secret, enrolled at once.
+pub async fn set_demo_credentials(
+    conn: &mut Conn,
+    email: &str,
+    password_hash: &str,
+    totp_sealed: &str,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let res = sqlx::query(
+        "UPDATE staff SET password_hash = $1, totp_secret = $2, totp_pending = NULL, totp_last_step = 0, \
+         enrol_token_hash = NULL, enrol_expires_at = NULL, enrolled_at = $3, failed_logins = 0, locked_until = NULL, \
+         disabled = 0 WHERE email = $4",
+    )
+    .bind(password_hash)
+    .bind(totp_sealed)
+    .bind(now)
+    .bind(email)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}

@@ -1,0 +1,198 @@
+//! Pages of the email change after the first code: the new address's code,
+//! and the choice when that address already has an account.
+
+use actix_session::Session;
+use actix_web::{web, HttpRequest};
+use serde::Deserialize;
+use tera::Context;
+
+use super::{
+    base_context, check_csrf, csrf_token, fail, lang, ok, render, rest_of, see_other, verified_ids,
+    PageResult,
+};
+use crate::{
+    domain::{Locale, Status},
+    store::requests::RequestRow,
+    workflow::{change_email, verification, WResult, WorkflowError},
+    AppState,
+};
+
+/// Picks the template for a change_email request in any state.
+pub(super) async fn page(
+    state: &AppState,
+    ctx: &mut Context,
+    row: &RequestRow,
+) -> WResult<&'static str> {
+    Ok(match row.status() {
+        Status::Verified => {
+            if change_email::has_account(state, row).await? {
+                "portal/change_email.html"
+            } else {
+                ctx.insert("no_account", &true);
+                "portal/status.html"
+            }
+        }
+        Status::AwaitingNewEmail => {
+            ctx.insert("minutes", &(crate::workflow::limits::CODE_TTL_SECS / 60));
+            "portal/new_code.html"
+        }
+        Status::Escalated if row.reasons().iter().any(|r| r == "email_in_use") => {
+            match change_email::recorded_choice(row) {
+                None => "portal/collision.html",
+                Some(choice) => {
+                    ctx.insert("choice", choice.as_str());
+                    "portal/status.html"
+                }
+            }
+        }
+        _ => "portal/status.html",
+    })
+}
+
+async fn verified_row(
+    state: &web::Data<AppState>,
+    session: &Session,
+    locale: Locale,
+    id: &str,
+) -> Result<RequestRow, super::PageError> {
+    if !verified_ids(session).iter().any(|v| v == id) {
+        return Err(fail(state, locale, WorkflowError::NotVerified));
+    }
+    verification::get(state, id)
+        .await
+        .map_err(|e| fail(state, locale, e))
+}
+
+pub(super) async fn new_code_page(
+    state: web::Data<AppState>,
+    session: Session,
+    path: web::Path<(String, String)>,
+) -> PageResult {
+    let (raw_lang, id) = path.into_inner();
+    let locale = lang(&state, &raw_lang)?;
+    verified_row(&state, &session, locale, &id).await?;
+    Ok(see_other(format!("/{}/r/{}", locale.as_str(), id)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct CodeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    code: String,
+}
+
+fn code_again(
+    state: &AppState,
+    req: &HttpRequest,
+    session: &Session,
+    locale: Locale,
+    row: &RequestRow,
+) -> Context {
+    let csrf = csrf_token(session);
+    let mut ctx = base_context(state, locale, &rest_of(req), Some(&csrf));
+    ctx.insert("id", &row.id);
+    ctx.insert("kind", &row.kind);
+    ctx.insert("minutes", &(crate::workflow::limits::CODE_TTL_SECS / 60));
+    ctx
+}
+
+pub(super) async fn new_code_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    path: web::Path<(String, String)>,
+    form: web::Form<CodeForm>,
+) -> PageResult {
+    let (raw_lang, id) = path.into_inner();
+    let locale = lang(&state, &raw_lang)?;
+    check_csrf(&state, &session, locale, &form.csrf)?;
+    let row = verified_row(&state, &session, locale, &id).await?;
+    match change_email::verify_new_email(&state, &id, &form.code).await {
+        Ok(_) | Err(WorkflowError::WrongState { .. }) => {
+            Ok(see_other(format!("/{}/r/{}", locale.as_str(), id)))
+        }
+        Err(
+            e @ (WorkflowError::InvalidCode { .. }
+            | WorkflowError::CodeExpired
+            | WorkflowError::TooManyAttempts { .. }),
+        ) => {
+            let mut ctx = code_again(&state, &req, &session, locale, &row);
+            ctx.insert("error", &e.message(locale));
+            Ok(render(
+                &state,
+                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "portal/new_code.html",
+                &ctx,
+            ))
+        }
+        Err(e) => Err(fail(&state, locale, e)),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub(super) async fn new_resend_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfOnly>,
+) -> PageResult {
+    let (raw_lang, id) = path.into_inner();
+    let locale = lang(&state, &raw_lang)?;
+    check_csrf(&state, &session, locale, &form.csrf)?;
+    let row = verified_row(&state, &session, locale, &id).await?;
+    let mut ctx = code_again(&state, &req, &session, locale, &row);
+    match change_email::resend_new_code(&state, &id).await {
+        Ok(()) => ctx.insert("notice", &crate::i18n::t(locale, "code.resent")),
+        Err(e @ WorkflowError::RateLimited { .. }) => ctx.insert("error", &e.message(locale)),
+        Err(WorkflowError::WrongState { .. }) => {
+            return Ok(see_other(format!("/{}/r/{}", locale.as_str(), id)))
+        }
+        Err(e) => return Err(fail(&state, locale, e)),
+    }
+    Ok(ok(&state, "portal/new_code.html", &ctx))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ChoiceForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    option: String,
+}
+
+pub(super) async fn choice_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    path: web::Path<(String, String)>,
+    form: web::Form<ChoiceForm>,
+) -> PageResult {
+    let (raw_lang, id) = path.into_inner();
+    let locale = lang(&state, &raw_lang)?;
+    check_csrf(&state, &session, locale, &form.csrf)?;
+    let row = verified_row(&state, &session, locale, &id).await?;
+    let Some(choice) = change_email::Choice::parse(&form.option) else {
+        let csrf = csrf_token(&session);
+        let mut ctx = base_context(&state, locale, &rest_of(&req), Some(&csrf));
+        ctx.insert("id", &row.id);
+        ctx.insert("kind", &row.kind);
+        ctx.insert("error", &crate::i18n::t(locale, "errors.choice_missing"));
+        return Ok(render(
+            &state,
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "portal/collision.html",
+            &ctx,
+        ));
+    };
+    change_email::choose(&state, &id, choice)
+        .await
+        .map_err(|e| fail(&state, locale, e))?;
+    Ok(see_other(format!("/{}/r/{}", locale.as_str(), id)))
+}

@@ -1,0 +1,426 @@
+//! Erasure (Art. 17): the customer states postcode and house number and
+//! consents; blockers send the request to staff; otherwise the account is
+//! erased at once and the customer gets proof of what was deleted, what the
+//! law makes us keep, and which other systems staff will clean (Art. 19).
+
+use chrono::{NaiveDate, Utc};
+use tera::Context;
+
+use super::{event, WResult, WorkflowError};
+use crate::{
+    connector::{AccountRef, ErasureReceipt, KnowledgeClaim},
+    domain::{blockers::Blocker, Email, Locale, RequestKind, Status},
+    i18n::{long_date, t, t_args},
+    mail,
+    store::{self, audit, requests, requests::RequestRow},
+    AppState,
+};
+
+/// Tries at stating postcode and house number before the request closes.
+pub const KNOWLEDGE_ATTEMPTS: i64 = 5;
+
+pub struct DeleteInput<'a> {
+    pub postcode: &'a str,
+    pub house_number: &'a str,
+    pub confirm: bool,
+}
+
+/// What the page after verification shows.
+pub enum FormState {
+    Form,
+    NoAccount,
+}
+
+async fn account(state: &AppState, req: &RequestRow) -> WResult<Option<AccountRef>> {
+    let Some(email) = Email::parse(&req.email) else {
+        return Ok(None);
+    };
+    Ok(state.connector.find_account(&email).await?)
+}
+
+pub async fn form_state(state: &AppState, req: &RequestRow) -> WResult<FormState> {
+    Ok(match account(state, req).await? {
+        Some(_) => FormState::Form,
+        None => FormState::NoAccount,
+    })
+}
+
+pub async fn submit(state: &AppState, id: &str, input: &DeleteInput<'_>) -> WResult<RequestRow> {
+    let req = super::verification::get(state, id).await?;
+    if req.kind() != RequestKind::Delete {
+        return Err(WorkflowError::WrongState {
+            status: req.status().as_str(),
+        });
+    }
+    match req.status() {
+        Status::Verified => {}
+        Status::AwaitingVerification => return Err(WorkflowError::NotVerified),
+        // A repeated submit answers with the current state; erasure runs once.
+        _ => return Ok(req),
+    }
+    if input.postcode.trim().is_empty() {
+        return Err(WorkflowError::Invalid {
+            field: "postcode",
+            key: "errors.postcode_required",
+        });
+    }
+    if input.house_number.trim().is_empty() {
+        return Err(WorkflowError::Invalid {
+            field: "house_number",
+            key: "errors.house_number_required",
+        });
+    }
+    if !input.confirm {
+        return Err(WorkflowError::Invalid {
+            field: "confirm",
+            key: "errors.consent_required",
+        });
+    }
+    let acc = account(state, &req)
+        .await?
+        .ok_or(WorkflowError::NoAccount)?;
+
+    let now = store::now();
+    // Reserve the try before checking, so parallel submits cannot exceed the limit.
+    let tries: Option<i64> = sqlx::query_scalar(
+        "UPDATE requests SET knowledge_attempts = knowledge_attempts + 1 \
+         WHERE id = $1 AND status = 'verified' AND knowledge_attempts < $2 RETURNING knowledge_attempts",
+    )
+    .bind(id)
+    .bind(KNOWLEDGE_ATTEMPTS)
+    .fetch_optional(state.db.write())
+    .await?;
+    let Some(tries) = tries else {
+        let current = super::verification::get(state, id).await?;
+        return if current.status() == Status::Verified {
+            Err(WorkflowError::DetailsLocked)
+        } else {
+            Ok(current)
+        };
+    };
+    let claim = KnowledgeClaim {
+        postcode: input.postcode,
+        house_number: input.house_number,
+    };
+    if !state.connector.check_knowledge(&acc, &claim).await? {
+        let left = KNOWLEDGE_ATTEMPTS - tries;
+        let mut tx = state.db.begin().await?;
+        audit::record(
+            &mut tx,
+            now,
+            event(
+                id,
+                "customer",
+                "details_mismatch",
+                None,
+                None,
+                serde_json::json!({"attempts_left": left}),
+            ),
+        )
+        .await?;
+        if left <= 0 {
+            requests::set_status(&mut tx, id, Status::Verified, Status::Cancelled, now).await?;
+            requests::set_data(
+                &mut tx,
+                id,
+                &req.data(),
+                &[],
+                Some("details_mismatch_limit"),
+            )
+            .await?;
+            audit::record(
+                &mut tx,
+                now,
+                event(
+                    id,
+                    "system",
+                    "closed_after_mismatches",
+                    Some(Status::Verified),
+                    Some(Status::Cancelled),
+                    serde_json::json!({}),
+                ),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        return Err(if left <= 0 {
+            WorkflowError::DetailsLocked
+        } else {
+            WorkflowError::DetailsMismatch {
+                attempts_left: left,
+            }
+        });
+    }
+
+    let blockers = state.connector.deletion_blockers(&acc, Utc::now()).await?;
+    if !blockers.is_empty() {
+        return escalate(state, &req, &blockers, now).await;
+    }
+    erase_and_complete(state, &req, &acc, Status::Verified, "customer", None).await
+}
+
+fn blocker_sentences(locale: Locale, blockers: &[Blocker]) -> Vec<String> {
+    blockers
+        .iter()
+        .map(|b| match b {
+            Blocker::RecentDirectDebit { possible_from } => t_args(
+                locale,
+                "delete.reasons.recent_direct_debit",
+                &[("date", &long_date(locale, *possible_from))],
+            ),
+            other => t(locale, &format!("delete.reasons.{}", other.code())),
+        })
+        .collect()
+}
+
+async fn escalate(
+    state: &AppState,
+    req: &RequestRow,
+    blockers: &[Blocker],
+    now: i64,
+) -> WResult<RequestRow> {
+    let id = req.id.as_str();
+    let codes: Vec<&str> = blockers.iter().map(Blocker::code).collect();
+    let mut data = req.data();
+    data["consent"] = serde_json::json!(true);
+    data["blockers"] = serde_json::to_value(blockers).map_err(anyhow::Error::from)?;
+    let mut tx = state.db.begin().await?;
+    match requests::set_status(&mut tx, id, Status::Verified, Status::Escalated, now).await {
+        Ok(()) => {}
+        Err(requests::TransitionError::Raced) => return super::verification::get(state, id).await,
+        Err(e) => return Err(e.into()),
+    }
+    requests::set_data(&mut tx, id, &data, &codes, None).await?;
+    audit::record(
+        &mut tx,
+        now,
+        event(
+            id,
+            "customer",
+            "deletion_blocked",
+            Some(Status::Verified),
+            Some(Status::Escalated),
+            serde_json::json!({"reasons": codes}),
+        ),
+    )
+    .await?;
+    let locale = req.locale();
+    let mut ctx = Context::new();
+    ctx.insert("company", &state.settings.company.name);
+    ctx.insert("reference", &super::reference(id));
+    ctx.insert("reasons", &blocker_sentences(locale, blockers));
+    ctx.insert("due_date", &due_long(locale, &req.due_date));
+    mail::enqueue(
+        &mut tx,
+        &state.tera,
+        &state.keys,
+        mail::Outgoing {
+            request_id: Some(id),
+            to: &req.email,
+            locale,
+            template: "deletion_blocked",
+            ctx,
+            secret: None,
+            forget_address: false,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    state.mail_notify.notify_one();
+    super::verification::get(state, id).await
+}
+
+fn due_long(locale: Locale, due_date: &str) -> String {
+    NaiveDate::parse_from_str(due_date, "%Y-%m-%d")
+        .map(|d| long_date(locale, d))
+        .unwrap_or_default()
+}
+
+/// Staff carry out an escalated deletion: blockers are checked again, and
+/// only an explicit, audited override reason erases despite them.
+pub async fn staff_execute(
+    state: &AppState,
+    id: &str,
+    actor: &str,
+    override_reason: Option<&str>,
+) -> WResult<RequestRow> {
+    let req = super::verification::get(state, id).await?;
+    if req.kind() != RequestKind::Delete {
+        return Err(WorkflowError::WrongState {
+            status: req.status().as_str(),
+        });
+    }
+    if req.status() != Status::Escalated {
+        return Err(WorkflowError::WrongState {
+            status: req.status().as_str(),
+        });
+    }
+    let Some(acc) = account(state, &req).await? else {
+        return Err(WorkflowError::NoAccount);
+    };
+    let blockers = state.connector.deletion_blockers(&acc, Utc::now()).await?;
+    let override_reason = override_reason.map(str::trim).filter(|r| !r.is_empty());
+    if !blockers.is_empty() && override_reason.is_none() {
+        return Err(WorkflowError::StillBlocked {
+            reasons: blockers.iter().map(|b| b.code().to_string()).collect(),
+        });
+    }
+    let overridden: Vec<&str> = blockers.iter().map(Blocker::code).collect();
+    let why = override_reason.map(|r| (r, overridden));
+    erase_and_complete(state, &req, &acc, Status::Escalated, actor, why).await
+}
+
+async fn erase_and_complete(
+    state: &AppState,
+    req: &RequestRow,
+    acc: &AccountRef,
+    from: Status,
+    actor: &str,
+    override_reason: Option<(&str, Vec<&str>)>,
+) -> WResult<RequestRow> {
+    let id = req.id.as_str();
+    let now = store::now();
+    // Claim the erasure first: whoever moves the request to processing erases.
+    let mut tx = state.db.begin().await?;
+    match requests::set_status(&mut tx, id, from, Status::Processing, now).await {
+        Ok(()) => {}
+        Err(requests::TransitionError::Raced) => return super::verification::get(state, id).await,
+        Err(e) => return Err(e.into()),
+    }
+    let mut detail = serde_json::json!({});
+    if let Some((reason, overridden)) = &override_reason {
+        // The staff member's words are the record of why the rule was set aside.
+        detail = serde_json::json!({"override_reason": reason, "overridden_blockers": overridden});
+    }
+    audit::record(
+        &mut tx,
+        now,
+        event(
+            id,
+            actor,
+            "erasure_started",
+            Some(from),
+            Some(Status::Processing),
+            detail,
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+
+    let receipt = match state.connector.erase(acc).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "erasure failed; handing the request to staff");
+            let mut tx = state.db.begin().await?;
+            requests::set_status(&mut tx, id, Status::Processing, Status::Escalated, now).await?;
+            requests::set_data(&mut tx, id, &req.data(), &["erasure_failed"], None).await?;
+            audit::record(
+                &mut tx,
+                now,
+                event(
+                    id,
+                    "system",
+                    "erasure_failed",
+                    Some(Status::Processing),
+                    Some(Status::Escalated),
+                    serde_json::json!({}),
+                ),
+            )
+            .await?;
+            tx.commit().await?;
+            return super::verification::get(state, id).await;
+        }
+    };
+    // The portal's own data about the account goes too.
+    let mut tx = state.db.begin().await?;
+    super::authenticator::forget(&mut tx, &acc.id).await?;
+    tx.commit().await?;
+    complete(state, req, &receipt, actor).await
+}
+
+async fn complete(
+    state: &AppState,
+    req: &RequestRow,
+    receipt: &ErasureReceipt,
+    actor: &str,
+) -> WResult<RequestRow> {
+    let id = req.id.as_str();
+    let now = store::now();
+    let locale = req.locale();
+    let mut data = req.data();
+    data["consent"] = serde_json::json!(true);
+    data["erasure"] = serde_json::to_value(receipt).map_err(anyhow::Error::from)?;
+    let systems = &state.settings.company.other_systems;
+
+    let mut tx = state.db.begin().await?;
+    requests::set_status(&mut tx, id, Status::Processing, Status::Completed, now).await?;
+    requests::set_data(&mut tx, id, &data, &[], Some("erased")).await?;
+    audit::record(
+        &mut tx,
+        now,
+        event(
+            id,
+            actor,
+            "erased",
+            Some(Status::Processing),
+            Some(Status::Completed),
+            serde_json::json!({"receipt": receipt}),
+        ),
+    )
+    .await?;
+    super::other_systems_task(state, &mut tx, id, "erasure_other_systems", req.due_at, now).await?;
+    let mut ctx = Context::new();
+    ctx.insert("company", &state.settings.company.name);
+    ctx.insert("reference", &super::reference(id));
+    let deleted: Vec<String> = receipt
+        .deleted
+        .iter()
+        .map(|c| t(locale, &format!("delete.category.{c}")))
+        .collect();
+    ctx.insert("deleted", &deleted);
+    let retained: Vec<String> = receipt
+        .retained
+        .iter()
+        .map(|r| {
+            t_args(
+                locale,
+                &format!("delete.retained.{}", r.category),
+                &[("count", &r.count.to_string())],
+            )
+        })
+        .collect();
+    ctx.insert("retained", &retained);
+    let others: Vec<&str> = systems.iter().map(|s| s.name.get(locale)).collect();
+    ctx.insert("other_systems", &others);
+    mail::enqueue(
+        &mut tx,
+        &state.tera,
+        &state.keys,
+        mail::Outgoing {
+            request_id: Some(id),
+            to: &req.email,
+            locale,
+            template: "erasure_proof",
+            ctx,
+            secret: None,
+            forget_address: true,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    state.mail_notify.notify_one();
+    super::verification::get(state, id).await
+}
+
+/// Sentences for the status page of an escalated deletion.
+pub fn reasons_for_page(locale: Locale, req: &RequestRow) -> Vec<String> {
+    let blockers: Vec<Blocker> = req
+        .data()
+        .get("blockers")
+        .cloned()
+        .and_then(|b| serde_json::from_value(b).ok())
+        .unwrap_or_default();
+    blocker_sentences(locale, &blockers)
+}

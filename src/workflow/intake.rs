@@ -1,0 +1,390 @@
+use chrono::{DateTime, Utc};
+use tera::Context;
+
+use super::{limits, WResult, WorkflowError};
+use crate::{
+    crypto,
+    domain::{deadline, Email, Locale, RequestKind},
+    mail,
+    store::{self, audit, codes, requests},
+    AppState,
+};
+
+pub struct Started {
+    pub id: String,
+}
+
+/// Where a request came from: the portal, or staff entering one received by
+/// phone or letter (EDPB 01/2022 §52).
+#[derive(Debug, Clone, Copy)]
+pub enum Channel {
+    Portal,
+    Api,
+}
+
+impl Channel {
+    fn as_str(self) -> &'static str {
+        match self {
+            Channel::Portal => "portal",
+            Channel::Api => "api",
+        }
+    }
+}
+
+pub fn provisional_due(state: &AppState, received_at: i64, paused_secs: i64) -> (String, i64) {
+    let country = state.settings.company.country;
+    let due = deadline::due_date(&deadline::DeadlineInput {
+        country,
+        received_at: DateTime::<Utc>::from_timestamp(received_at, 0).unwrap_or_default(),
+        paused: chrono::Duration::seconds(paused_secs),
+        extension_months: 0,
+    });
+    (
+        due.to_string(),
+        deadline::due_instant(country, due).timestamp(),
+    )
+}
+
+/// Starts a request and emails a code. The answer is the same whether or
+/// not the address has an account: nothing is looked up here.
+pub async fn start(
+    state: &AppState,
+    kind: RequestKind,
+    raw_email: &str,
+    locale: Locale,
+    channel: Channel,
+) -> WResult<Started> {
+    let email = Email::parse(raw_email).ok_or(WorkflowError::Invalid {
+        field: "email",
+        key: "errors.invalid_email",
+    })?;
+    if !kind.available() {
+        return Err(WorkflowError::KindUnavailable);
+    }
+    let now = store::now();
+    let email_hash = state.keys.lookup_hash(email.as_str());
+    let id = uuid::Uuid::new_v4().to_string();
+    let (due_date, due_at) = provisional_due(state, now, 0);
+
+    let prepared = prepare_code(state, &id, kind, &email, locale, "code")?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job = IntakeJob {
+        id: id.clone(),
+        kind,
+        locale,
+        email: email.as_str().to_string(),
+        email_hash,
+        channel,
+        received_at: now,
+        due_date,
+        due_at,
+        prepared,
+        reply,
+    };
+    state
+        .intake
+        .send(job)
+        .await
+        .map_err(|_| anyhow::anyhow!("intake writer stopped"))?;
+    answer
+        .await
+        .map_err(|_| anyhow::anyhow!("intake writer dropped the request"))??;
+    state.mail_notify.notify_one();
+    state.metrics.requests_created.inc();
+    state.metrics.codes_sent.inc();
+    Ok(Started { id })
+}
+
+/// A code and its mail, made before the transaction that stores them.
+pub(crate) struct PreparedCode {
+    code_hash: String,
+    mail: mail::Prepared,
+}
+
+pub(crate) fn prepare_code(
+    state: &AppState,
+    request_id: &str,
+    kind: RequestKind,
+    email: &Email,
+    locale: Locale,
+    step: &str,
+) -> WResult<PreparedCode> {
+    let code = crypto::random_code(limits::CODE_DIGITS);
+    let mut ctx = Context::new();
+    ctx.insert("company", &state.settings.company.name);
+    ctx.insert("minutes", &(limits::CODE_TTL_SECS / 60));
+    ctx.insert(
+        "kind_label",
+        &crate::i18n::t(locale, &format!("kinds.{}.title", kind.as_str())),
+    );
+    // `step` is the page after /r/{id}/, or a whole path (a download link).
+    let link = if step.starts_with('/') {
+        format!("{}{}", state.settings.base_url, step)
+    } else {
+        format!(
+            "{}/{}/r/{}/{}",
+            state.settings.base_url,
+            locale.as_str(),
+            request_id,
+            step
+        )
+    };
+    ctx.insert("link", &link);
+    let mail = mail::prepare(
+        &state.tera,
+        &state.keys,
+        mail::Outgoing {
+            request_id: Some(request_id),
+            to: email.as_str(),
+            locale,
+            template: "code",
+            ctx,
+            secret: Some(&code),
+            forget_address: false,
+        },
+    )?;
+    Ok(PreparedCode {
+        code_hash: state.keys.code_hash(request_id, &code),
+        mail,
+    })
+}
+
+pub(crate) async fn store_code(
+    conn: &mut store::Conn,
+    request_id: &str,
+    email_hash: &str,
+    p: &PreparedCode,
+    now: i64,
+) -> WResult<()> {
+    codes::insert(
+        conn,
+        &uuid::Uuid::new_v4().to_string(),
+        request_id,
+        email_hash,
+        &p.code_hash,
+        now,
+        now + limits::CODE_TTL_SECS,
+    )
+    .await?;
+    mail::store(conn, &p.mail, now).await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn issue_code(
+    state: &AppState,
+    conn: &mut store::Conn,
+    request_id: &str,
+    kind: RequestKind,
+    email: &Email,
+    email_hash: &str,
+    locale: Locale,
+    now: i64,
+    step: &str,
+) -> WResult<()> {
+    let p = prepare_code(state, request_id, kind, email, locale, step)?;
+    store_code(conn, request_id, email_hash, &p, now).await
+}
+
+/// A new request waiting to be written.
+pub struct IntakeJob {
+    id: String,
+    kind: RequestKind,
+    locale: Locale,
+    email: String,
+    email_hash: String,
+    channel: Channel,
+    received_at: i64,
+    due_date: String,
+    due_at: i64,
+    prepared: PreparedCode,
+    reply: tokio::sync::oneshot::Sender<WResult<()>>,
+}
+
+/// Group commit for intake: requests that arrive while a commit is on its
+/// way to disk are written together in the next transaction, so one fsync
+/// covers many of them. Every caller still hears only after the commit that
+/// holds its request, so a 202 is never given for something not yet stored.
+pub fn spawn_writer(db: store::Db) -> tokio::sync::mpsc::Sender<IntakeJob> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<IntakeJob>(1024);
+    // SQLite has one writer anyway; PostgreSQL commits several batches at once.
+    let writers = match db.backend {
+        store::Backend::Sqlite => 1,
+        store::Backend::Postgres => 6,
+    };
+    let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+    for _ in 0..writers {
+        let rx = rx.clone();
+        let db = db.clone();
+        tokio::spawn(async move {
+            loop {
+                let batch = {
+                    let mut rx = rx.lock().await;
+                    let Some(first) = rx.recv().await else { return };
+                    let mut batch = vec![first];
+                    while batch.len() < 256 {
+                        match rx.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    batch
+                };
+                let outcome = write_batch(&db, &batch).await;
+                for (job, result) in batch.into_iter().zip(outcome) {
+                    let _ = job.reply.send(result);
+                }
+            }
+        });
+    }
+    tx
+}
+
+async fn write_batch(db: &store::Db, batch: &[IntakeJob]) -> Vec<WResult<()>> {
+    let fail_all = |e: &dyn std::fmt::Display| -> Vec<WResult<()>> {
+        batch
+            .iter()
+            .map(|_| {
+                Err(WorkflowError::Internal(anyhow::anyhow!(
+                    "intake write failed: {e}"
+                )))
+            })
+            .collect()
+    };
+    let mut tx = match db.begin().await {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(&e),
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        match write_one(&mut tx, job).await {
+            Ok(r) => results.push(r),
+            Err(e) => return fail_all(&e),
+        }
+    }
+    match tx.commit().await {
+        Ok(()) => results,
+        Err(e) => fail_all(&e),
+    }
+}
+
+/// Ok(Err(..)) is a refusal for this request alone; Err(..) spoils the batch.
+async fn write_one(tx: &mut store::Conn, job: &IntakeJob) -> Result<WResult<()>, WorkflowError> {
+    // Counted inside the batch's transaction, so requests for one address in
+    // the same batch see each other.
+    let sent = codes::sent_to_address_since(tx, &job.email_hash, job.received_at - 3600).await?;
+    if sent >= limits::CODES_PER_ADDRESS_HOUR {
+        return Ok(Err(WorkflowError::RateLimited { retry_after: 3600 }));
+    }
+    requests::insert(
+        tx,
+        &requests::NewRequest {
+            id: &job.id,
+            kind: job.kind,
+            locale: job.locale.as_str(),
+            email: &job.email,
+            email_hash: &job.email_hash,
+            channel: job.channel.as_str(),
+            received_at: job.received_at,
+            due_date: &job.due_date,
+            due_at: job.due_at,
+        },
+    )
+    .await?;
+    audit::record(
+        tx,
+        job.received_at,
+        audit::Event {
+            request_id: Some(&job.id),
+            actor: "customer",
+            action: "request_created",
+            from_status: None,
+            to_status: Some("awaiting_verification"),
+            detail: serde_json::json!({"kind": job.kind.as_str(), "locale": job.locale.as_str(), "channel": job.channel.as_str()}),
+        },
+    )
+    .await?;
+    store_code(tx, &job.id, &job.email_hash, &job.prepared, job.received_at).await?;
+    Ok(Ok(()))
+}
+
+/// A request whose identity was proven another way than the emailed code
+/// (authenticator + postcode + house number): created and verified in one
+/// transaction. Returns (id, bearer token).
+pub async fn start_verified(
+    state: &AppState,
+    kind: RequestKind,
+    email: &Email,
+    locale: Locale,
+    method: &str,
+) -> WResult<(String, String)> {
+    let now = store::now();
+    let id = uuid::Uuid::new_v4().to_string();
+    let email_hash = state.keys.lookup_hash(email.as_str());
+    let (due_date, due_at) = provisional_due(state, now, 0);
+    let token = crypto::random_token();
+    let mut tx = state.db.begin().await?;
+    requests::insert(
+        &mut tx,
+        &requests::NewRequest {
+            id: &id,
+            kind,
+            locale: locale.as_str(),
+            email: email.as_str(),
+            email_hash: &email_hash,
+            channel: Channel::Portal.as_str(),
+            received_at: now,
+            due_date: &due_date,
+            due_at,
+        },
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        now,
+        audit::Event {
+            request_id: Some(&id),
+            actor: "customer",
+            action: "request_created",
+            from_status: None,
+            to_status: Some("awaiting_verification"),
+            detail: serde_json::json!({"kind": kind.as_str(), "locale": locale.as_str(), "channel": "portal"}),
+        },
+    )
+    .await?;
+    requests::set_status(
+        &mut tx,
+        &id,
+        crate::domain::Status::AwaitingVerification,
+        crate::domain::Status::Verified,
+        now,
+    )
+    .await?;
+    requests::set_verified(
+        &mut tx,
+        &id,
+        now,
+        0,
+        &due_date,
+        due_at,
+        &state.keys.token_hash(&token),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        now,
+        audit::Event {
+            request_id: Some(&id),
+            actor: "customer",
+            action: "verified",
+            from_status: Some("awaiting_verification"),
+            to_status: Some("verified"),
+            detail: serde_json::json!({"method": method}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state.metrics.requests_created.inc();
+    state.metrics.verification("ok");
+    Ok((id, token))
+}

@@ -1,0 +1,238 @@
+//! What happens after each step of a request. The HTML portal and the JSON
+//! API call these same functions; handlers only parse and render.
+
+pub mod authenticator;
+pub mod cases;
+pub mod change_email;
+pub mod delete;
+pub mod export;
+pub mod intake;
+pub mod notice;
+pub mod object;
+pub mod question;
+pub mod register;
+pub mod staff_auth;
+pub mod staff_intake;
+pub mod sweep;
+pub mod verification;
+
+use crate::{domain::Locale, store::requests::TransitionError};
+
+/// Limits of the identity check (DESIGN.md, security model).
+pub mod limits {
+    pub const CODE_DIGITS: u32 = 6;
+    pub const CODE_TTL_SECS: i64 = 15 * 60;
+    pub const ATTEMPTS_PER_CODE: i64 = 5;
+    /// Across all requests of one address: stops guessing by opening many requests.
+    pub const FAILURES_PER_ADDRESS_HOUR: i64 = 10;
+    pub const CODES_PER_ADDRESS_HOUR: i64 = 5;
+    pub const RESEND_COOLDOWN_SECS: i64 = 30;
+    pub const UNVERIFIED_EXPIRY_SECS: i64 = 24 * 3600;
+    pub const QUESTION_MAX_CHARS: usize = 5000;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    #[error("invalid input in {field}")]
+    Invalid {
+        field: &'static str,
+        key: &'static str,
+    },
+    #[error("this kind of request is not available yet")]
+    KindUnavailable,
+    #[error("not found")]
+    NotFound,
+    #[error("wrong code")]
+    InvalidCode { attempts_left: i64 },
+    #[error("too many attempts")]
+    TooManyAttempts { retry_after: Option<u64> },
+    #[error("code expired")]
+    CodeExpired,
+    #[error("rate limited")]
+    RateLimited { retry_after: u64 },
+    #[error("identity not verified")]
+    NotVerified,
+    #[error("no account for this address")]
+    NoAccount,
+    #[error("request is {status}; that step is not possible now")]
+    WrongState { status: &'static str },
+    #[error("unauthorized")]
+    Unauthorized,
+    /// Signed in, but the role does not allow this (staff: agent vs admin).
+    #[error("forbidden")]
+    Forbidden,
+    #[error("postcode and house number do not match")]
+    DetailsMismatch { attempts_left: i64 },
+    /// Too many wrong details: the request is closed.
+    #[error("too many wrong details")]
+    DetailsLocked,
+    /// The lost-mailbox check failed; which detail is never said.
+    #[error("these details do not match")]
+    FallbackMismatch,
+    #[error("the download has expired")]
+    DownloadExpired,
+    #[error("deletion is still blocked")]
+    StillBlocked { reasons: Vec<String> },
+    /// A form without the session's CSRF token.
+    #[error("form token missing or wrong")]
+    Csrf,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for WorkflowError {
+    fn from(e: sqlx::Error) -> Self {
+        WorkflowError::Internal(e.into())
+    }
+}
+
+impl From<TransitionError> for WorkflowError {
+    fn from(e: TransitionError) -> Self {
+        match e {
+            TransitionError::Illegal(i) => WorkflowError::WrongState { status: i.from },
+            TransitionError::Raced => WorkflowError::WrongState { status: "changed" },
+            TransitionError::Db(d) => d.into(),
+        }
+    }
+}
+
+impl WorkflowError {
+    /// Stable machine code (CONTRACT.md) and HTTP status.
+    pub fn code(&self) -> (&'static str, u16) {
+        match self {
+            WorkflowError::Invalid { .. } => ("invalid_input", 422),
+            WorkflowError::KindUnavailable => ("kind_unavailable", 422),
+            WorkflowError::NotFound => ("not_found", 404),
+            WorkflowError::InvalidCode { .. } => ("invalid_code", 422),
+            WorkflowError::TooManyAttempts { .. } => ("too_many_attempts", 429),
+            WorkflowError::CodeExpired => ("code_expired", 410),
+            WorkflowError::RateLimited { .. } => ("rate_limited", 429),
+            WorkflowError::NotVerified => ("not_verified", 403),
+            WorkflowError::NoAccount => ("no_account", 422),
+            WorkflowError::WrongState { .. } => ("wrong_state", 409),
+            WorkflowError::Unauthorized => ("unauthorized", 401),
+            WorkflowError::Forbidden => ("forbidden", 403),
+            WorkflowError::Csrf => ("csrf", 403),
+            WorkflowError::DetailsMismatch { .. } => ("details_mismatch", 422),
+            WorkflowError::DetailsLocked => ("too_many_attempts", 429),
+            WorkflowError::StillBlocked { .. } => ("still_blocked", 409),
+            WorkflowError::DownloadExpired => ("download_expired", 410),
+            WorkflowError::FallbackMismatch => ("details_mismatch", 422),
+            WorkflowError::Internal(_) => ("internal", 500),
+        }
+    }
+
+    /// The customer-facing explanation, in their language.
+    pub fn message(&self, locale: Locale) -> String {
+        use crate::i18n::{t, t_args};
+        match self {
+            WorkflowError::Invalid { key, .. } => t(locale, key),
+            WorkflowError::InvalidCode { attempts_left } => t_args(
+                locale,
+                "errors.invalid_code",
+                &[("left", &attempts_left.to_string())],
+            ),
+            WorkflowError::RateLimited { retry_after }
+            | WorkflowError::TooManyAttempts {
+                retry_after: Some(retry_after),
+            } => {
+                let minutes = retry_after.div_ceil(60).max(1).to_string();
+                let key = if matches!(self, WorkflowError::RateLimited { .. }) {
+                    "errors.rate_limited"
+                } else {
+                    "errors.too_many_attempts"
+                };
+                t_args(locale, key, &[("minutes", &minutes)])
+            }
+            WorkflowError::TooManyAttempts { retry_after: None } => t(locale, "errors.code_burnt"),
+            WorkflowError::FallbackMismatch => t(locale, "errors.fallback_mismatch"),
+            WorkflowError::DetailsMismatch { attempts_left } => t_args(
+                locale,
+                "errors.details_mismatch",
+                &[("left", &attempts_left.to_string())],
+            ),
+            WorkflowError::DetailsLocked => t(locale, "errors.details_locked"),
+            other => t(locale, &format!("errors.{}", other.code().0)),
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            WorkflowError::RateLimited { retry_after } => Some(*retry_after),
+            WorkflowError::TooManyAttempts { retry_after } => Some(retry_after.unwrap_or(0)),
+            _ => None,
+        }
+    }
+}
+
+pub type WResult<T> = Result<T, WorkflowError>;
+
+/// An audit event about one request.
+pub(crate) fn event<'a>(
+    id: &'a str,
+    actor: &'a str,
+    action: &'a str,
+    from: Option<crate::domain::Status>,
+    to: Option<crate::domain::Status>,
+    detail: serde_json::Value,
+) -> crate::store::audit::Event<'a> {
+    crate::store::audit::Event {
+        request_id: Some(id),
+        actor,
+        action,
+        from_status: from.map(crate::domain::Status::as_str),
+        to_status: to.map(crate::domain::Status::as_str),
+        detail,
+    }
+}
+
+/// The company's other systems as a staff task with the request's deadline
+/// (Art. 15: add their data to an export; Art. 19: erase there too).
+pub(crate) async fn other_systems_task(
+    state: &crate::AppState,
+    conn: &mut crate::store::Conn,
+    id: &str,
+    kind: &str,
+    due_at: i64,
+    now: i64,
+) -> WResult<()> {
+    let systems = &state.settings.company.other_systems;
+    if systems.is_empty() {
+        return Ok(());
+    }
+    let checklist: Vec<crate::store::tasks::ChecklistItem> = systems
+        .iter()
+        .map(|s| crate::store::tasks::ChecklistItem {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            done: false,
+        })
+        .collect();
+    crate::store::tasks::insert(conn, id, kind, &checklist, due_at, now).await?;
+    crate::store::audit::record(
+        conn,
+        now,
+        event(
+            id,
+            "system",
+            "task_created",
+            None,
+            None,
+            serde_json::json!({"task": kind, "items": checklist.len()}),
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Short reference shown to customers and staff ("R-1A2B3C4D").
+pub fn reference(id: &str) -> String {
+    format!(
+        "R-{}",
+        id.chars()
+            .filter(|c| *c != '-')
+            .take(8)
+            .collect::<String>()
+            .to_uppercase()
+    )
+}

@@ -1,0 +1,184 @@
+//! The privacy notice (Art. 13) and the guidance pages, in one language,
+//! built from the company configuration. The portal page renders it; the
+//! export's Art. 15 cover can use the same view.
+
+use serde::Serialize;
+
+use crate::{
+    config::Company,
+    domain::{authority, Locale},
+    i18n::t,
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PurposeView {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// `consent`, `contract`, … (config `legal_basis`).
+    pub basis_key: &'static str,
+    /// The basis in words, in the page's language.
+    pub basis: String,
+    /// "6(1)(a)" … "6(1)(f)".
+    pub article: &'static str,
+    pub interest: Option<String>,
+    /// Names of the data categories used.
+    pub categories: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CategoryView {
+    pub id: String,
+    pub name: String,
+    pub retention: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecipientView {
+    pub name: String,
+    pub role: String,
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectionView {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    /// `consent` | `direct_marketing` | `legitimate_interest`
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopicLink {
+    pub id: String,
+    pub title: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NoticeView {
+    pub company: String,
+    pub address: Vec<String>,
+    pub privacy_email: String,
+    pub website: Option<String>,
+    pub dpo_name: String,
+    pub dpo_email: String,
+    pub dpo_contact: Option<String>,
+    pub purposes: Vec<PurposeView>,
+    pub categories: Vec<CategoryView>,
+    pub recipients: Vec<RecipientView>,
+    pub source: String,
+    pub automated_decisions: String,
+    pub transfers: Option<String>,
+    /// Whether giving the data is required, and the consequences (Art. 13(2)(e)).
+    pub provision: Option<String>,
+    pub authority: String,
+    pub complaint_url: &'static str,
+    pub objection_purposes: Vec<ObjectionView>,
+    pub guidance: Vec<TopicLink>,
+}
+
+pub fn view(c: &Company, locale: Locale) -> NoticeView {
+    let n = &c.privacy_notice;
+    let category_name = |id: &str| {
+        n.categories
+            .iter()
+            .find(|cat| cat.id == id)
+            .map(|cat| cat.name.get(locale).to_string())
+            .unwrap_or_default()
+    };
+    let authority = authority::for_country(c.country);
+    NoticeView {
+        company: c.name.clone(),
+        address: c.address.clone(),
+        privacy_email: c.privacy_email.clone(),
+        website: c.website.clone(),
+        dpo_name: c.dpo.name.clone(),
+        dpo_email: c.dpo.email.clone(),
+        dpo_contact: c.dpo.contact.clone(),
+        purposes: n
+            .purposes
+            .iter()
+            .map(|p| PurposeView {
+                id: p.id.clone(),
+                name: p.name.get(locale).to_string(),
+                description: p.description.get(locale).to_string(),
+                basis_key: p.legal_basis.as_str(),
+                basis: t(
+                    locale,
+                    &format!("privacy.basis_names.{}", p.legal_basis.as_str()),
+                ),
+                article: p.legal_basis.article(),
+                interest: p
+                    .legitimate_interest
+                    .as_ref()
+                    .map(|i| i.get(locale).to_string()),
+                categories: p.categories.iter().map(|id| category_name(id)).collect(),
+            })
+            .collect(),
+        categories: n
+            .categories
+            .iter()
+            .map(|cat| CategoryView {
+                id: cat.id.clone(),
+                name: cat.name.get(locale).to_string(),
+                retention: cat.retention.get(locale).to_string(),
+            })
+            .collect(),
+        recipients: n
+            .recipients
+            .iter()
+            .map(|r| RecipientView {
+                name: r.name.clone(),
+                role: r.role.get(locale).to_string(),
+                location: r.location.clone(),
+            })
+            .collect(),
+        source: n.source.get(locale).to_string(),
+        automated_decisions: n.automated_decisions.get(locale).to_string(),
+        transfers: n.transfers.as_ref().map(|x| x.get(locale).to_string()),
+        provision: n.provision.as_ref().map(|x| x.get(locale).to_string()),
+        authority: t(locale, authority.name_key),
+        complaint_url: authority.complaint_url,
+        objection_purposes: c
+            .objection_purposes
+            .iter()
+            .map(|p| ObjectionView {
+                id: p.id.clone(),
+                title: p.title.get(locale).to_string(),
+                description: p.description.get(locale).to_string(),
+                kind: p.kind.as_str(),
+            })
+            .collect(),
+        guidance: guidance_links(c, locale),
+    }
+}
+
+pub fn guidance_links(c: &Company, locale: Locale) -> Vec<TopicLink> {
+    c.guidance
+        .iter()
+        .map(|g| TopicLink {
+            id: g.id.clone(),
+            title: g.title.get(locale).to_string(),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GuidanceView {
+    pub id: String,
+    pub title: String,
+    pub intro: Option<String>,
+    pub steps: Vec<String>,
+}
+
+/// One guidance page, or None for a topic the company did not configure.
+pub fn guidance(c: &Company, locale: Locale, id: &str) -> Option<GuidanceView> {
+    let g = c.guidance_topic(id)?;
+    Some(GuidanceView {
+        id: g.id.clone(),
+        title: g.title.get(locale).to_string(),
+        intro: g.intro.as_ref().map(|i| i.get(locale).to_string()),
+        steps: g.steps.iter().map(|s| s.get(locale).to_string()).collect(),
+    })
+}

@@ -1,0 +1,378 @@
+//! Operators' view: mail delivery that survives an absent server, probes,
+//! metrics, the CLI commands and their errors, the customer import.
+
+mod common;
+
+use std::{io::Write, process::Command, time::Duration};
+
+use common::{code_in, TestApp};
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_waits_for_an_absent_smtp_server_and_is_delivered_once() {
+    let mut app = TestApp::spawn_without_smtp().await;
+    let email = "anna@example.nl";
+    let id = app.create("question", email, "en").await;
+    // The worker has tried and failed at least once.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (status, attempts): (String, i64) =
+        sqlx::query_as("SELECT status, attempts FROM outbox WHERE request_id = $1")
+            .bind(&id)
+            .fetch_one(app.state().db.read())
+            .await
+            .unwrap();
+    assert_eq!(status, "pending");
+    assert!(attempts >= 1);
+
+    app.start_smtp();
+    let mail = app.mail.wait_for(email, 1).await.remove(0);
+    let code = code_in(&mail);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.mail.to(email).len(), 1, "delivered exactly once");
+    let res = app
+        .post_json(
+            &format!("/api/v1/requests/{id}/verify"),
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "the delayed code still works");
+    let sent: String = sqlx::query_scalar("SELECT status FROM outbox WHERE request_id = $1")
+        .bind(&id)
+        .fetch_one(app.state().db.read())
+        .await
+        .unwrap();
+    assert_eq!(sent, "sent");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_metrics_and_openapi() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .head(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.verified("question", "bram@example.nl", "nl").await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("portal_codes_sent_total 1"), "{metrics}");
+    assert!(metrics.contains("portal_verifications_total{result=\"ok\"} 1"));
+    assert!(
+        metrics.contains("route=\"/api/v1/requests/{id}/verify\""),
+        "routes by pattern"
+    );
+    assert!(metrics.contains("portal_outbox_backlog"));
+    assert!(!metrics.contains("bram@"), "no personal data in metrics");
+
+    let doc: Value = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/api/v1/requests",
+        "/api/v1/requests/{id}/verify",
+        "/api/v1/requests/{id}/submit",
+        "/api/v1/staff/cases",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn housekeeping_expires_unverified_and_purges_closed_requests() {
+    let app = TestApp::spawn().await;
+    let stale = app.create("question", "daan@example.nl", "nl").await;
+    let (closed, _) = app.verified("question", "emma@example.com", "en").await;
+    let db = app.state().db.write();
+    sqlx::query("UPDATE requests SET received_at = received_at - 90000 WHERE id = $1")
+        .bind(&stale)
+        .execute(db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE requests SET status = 'completed', closed_at = 1000 WHERE id = $1")
+        .bind(&closed)
+        .execute(db)
+        .await
+        .unwrap();
+    let report = privacy_portal::workflow::sweep::run(app.state())
+        .await
+        .unwrap();
+    assert_eq!((report.expired, report.purged), (1, 1));
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM requests WHERE id = $1 AND status = 'expired'",
+            &stale
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM requests WHERE id = $1", &closed)
+            .await,
+        0
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM outbox WHERE request_id = $1", &closed)
+            .await,
+        0
+    );
+    // The audit trail records the purge but keeps no address.
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM audit_events WHERE request_id = $1 AND action = 'purged_after_retention'", &closed).await, 1);
+    let details: Vec<String> = sqlx::query_scalar("SELECT detail FROM audit_events")
+        .fetch_all(app.state().db.read())
+        .await
+        .unwrap();
+    assert!(details.iter().all(|d| !d.contains('@')));
+    app.stop().await;
+}
+
+// ---------- the binary ----------
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_privacy-portal"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PORTAL_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+fn key() -> String {
+    "ab".repeat(32)
+}
+
+#[test]
+fn serve_refuses_to_start_without_its_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/p.db", dir.path().display());
+    let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+        (vec![("PORTAL_SECRET_KEY", key())], "PORTAL_SMTP_URL"),
+        (
+            vec![("PORTAL_SMTP_URL", "smtp://127.0.0.1:2525".into())],
+            "PORTAL_SECRET_KEY",
+        ),
+        (
+            vec![
+                ("PORTAL_SMTP_URL", "smtp://127.0.0.1:2525".into()),
+                ("PORTAL_SECRET_KEY", "abcd".into()),
+            ],
+            "PORTAL_SECRET_KEY",
+        ),
+        (
+            vec![
+                ("PORTAL_SMTP_URL", "http://mail".into()),
+                ("PORTAL_SECRET_KEY", key()),
+            ],
+            "PORTAL_SMTP_URL",
+        ),
+        (
+            vec![
+                ("PORTAL_SMTP_URL", "smtp://127.0.0.1:2525".into()),
+                ("PORTAL_SECRET_KEY", key()),
+                ("PORTAL_BIND", "nonsense".into()),
+            ],
+            "PORTAL_BIND",
+        ),
+    ];
+    for (env, named) in cases {
+        let out = bin()
+            .arg("serve")
+            .env("PORTAL_DATABASE_URL", &db)
+            .envs(env)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(named), "names {named}: {err}");
+    }
+    // A malformed company file names the file and the problem.
+    let cfg = dir.path().join("company.toml");
+    std::fs::write(&cfg, "[company]\nname = \"Shop\"\ncountry = \"NL\"\n").unwrap();
+    let out = bin()
+        .arg("serve")
+        .env("PORTAL_DATABASE_URL", &db)
+        .env("PORTAL_SMTP_URL", "smtp://127.0.0.1:2525")
+        .env("PORTAL_SECRET_KEY", key())
+        .env("PORTAL_CONFIG", &cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("company.toml") && err.contains("privacy_email"),
+        "{err}"
+    );
+}
+
+#[test]
+fn import_upserts_reports_bad_lines_and_keeps_unknown_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/p.db", dir.path().display());
+    let file = dir.path().join("customers.jsonl");
+    let mut f = std::fs::File::create(&file).unwrap();
+    writeln!(f, r#"{{"external_id":"C-1","email":"Anna@Example.nl","name":"Anna","postcode":"1012 AB","house_number":"12","favourite_cheese":"Gouda","orders":[{{"id":"O-1","placed_at":"2024-05-01T09:00:00Z","status":"open","total_cents":4599,"currency":"EUR","gift_wrap":true}}]}}"#).unwrap();
+    writeln!(f, "{{not json").unwrap();
+    writeln!(f, r#"{{"external_id":"C-2","email":"no-at-sign"}}"#).unwrap();
+    writeln!(f).unwrap();
+    writeln!(f, r#"{{"external_id":"C-3","email":"anna@example.nl"}}"#).unwrap();
+    writeln!(f, r#"{{"external_id":"C-4","email":"bo@example.se","orders":[{{"id":"O","placed_at":"2024-05-01T09:00:00Z","status":"lost","total_cents":1,"currency":"SEK"}}]}}"#).unwrap();
+    writeln!(
+        f,
+        r#"{{"external_id":"C-5","email":"eva@example.se","locale":"sv"}}"#
+    )
+    .unwrap();
+    drop(f);
+
+    let run = || {
+        bin()
+            .args(["accounts", "import"])
+            .arg(&file)
+            .env("PORTAL_DATABASE_URL", &db)
+            .env("PORTAL_SECRET_KEY", key())
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "partial import: {stderr}");
+    assert!(stdout.contains("2 new, 0 updated, 4 skipped"), "{stdout}");
+    for line in ["line 2:", "line 3:", "line 5:", "line 6:"] {
+        assert!(stderr.contains(line), "{line} reported: {stderr}");
+    }
+    assert!(stderr.contains("another account"), "{stderr}");
+    assert!(
+        !stderr.contains("no-at-sign") && !stderr.contains("anna@"),
+        "no personal data in errors: {stderr}"
+    );
+
+    // Idempotent: the same file again updates, adds nothing.
+    let out = run();
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("0 new, 2 updated, 4 skipped"));
+
+    // Unknown fields are kept for the export; stdin works too.
+    let out = bin()
+        .args(["accounts", "import", "-"])
+        .env("PORTAL_DATABASE_URL", &db)
+        .env("PORTAL_SECRET_KEY", key())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(br#"{"external_id":"C-9","email":"nine@example.nl"}"#)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let db = privacy_portal::store::Db::connect(&db).await.unwrap();
+        let (extra, order_extra): (String, String) = sqlx::query_as(
+            "SELECT c.extra, o.extra FROM customers c JOIN customer_orders o ON o.customer_id = c.id WHERE c.external_id = 'C-1'",
+        )
+        .fetch_one(db.read())
+        .await
+        .unwrap();
+        assert!(extra.contains("Gouda"));
+        assert!(order_extra.contains("gift_wrap"));
+        let email: String = sqlx::query_scalar("SELECT email FROM customers WHERE external_id = 'C-1'").fetch_one(db.read()).await.unwrap();
+        assert_eq!(email, "anna@example.nl", "stored normalised");
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers").fetch_one(db.read()).await.unwrap();
+        assert_eq!(n, 3);
+    });
+}
+
+#[test]
+fn staff_commands_print_a_link_and_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/p.db", dir.path().display());
+    let run = |args: &[&str]| {
+        bin()
+            .args(args)
+            .env("PORTAL_DATABASE_URL", &db)
+            .env("PORTAL_SECRET_KEY", key())
+            .env("PORTAL_BASE_URL", "https://privacy.shop.example")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["staff", "add", "Agent@Shop.example", "--role", "agent"]);
+    assert!(out.status.success());
+    let link = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        link.trim()
+            .starts_with("https://privacy.shop.example/staff/enrol/"),
+        "{link}"
+    );
+    let out = run(&["staff", "add", "agent@shop.example", "--role", "admin"]);
+    assert!(!out.status.success(), "duplicate refused");
+    let out = run(&["staff", "token", "agent@shop.example"]);
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    assert!(token.starts_with("pps_") && token.len() > 40);
+    let out = run(&["staff", "token", "nobody@shop.example"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .trim()
+            .lines()
+            .count(),
+        1
+    );
+}
