@@ -48,7 +48,17 @@ impl Default for CaseFilter {
 
 /// Most urgent due date first, so overdue cases lead.
 pub async fn queue(db: &Db, f: &CaseFilter) -> sqlx::Result<Vec<RequestRow>> {
-    let mut sql = format!("SELECT {COLUMNS} FROM requests WHERE 1 = 1");
+    // SQLite's planner, given the statistics of a large table, prefers the
+    // counts index (kind, assignee, status, …) for an assignee filter and
+    // then sorts every open case (20 000 in the benchmark: 35–90 ms); the
+    // due-date indexes read just the first page in order (< 1 ms).
+    // PostgreSQL picks them by itself.
+    let hint = match (db.backend, f.status, &f.email_hash, f.kind) {
+        (super::Backend::Sqlite, None, None, None) => " INDEXED BY requests_open_due",
+        (super::Backend::Sqlite, None, None, Some(_)) => " INDEXED BY requests_open_kind",
+        _ => "",
+    };
+    let mut sql = format!("SELECT {COLUMNS} FROM requests{hint} WHERE 1 = 1");
     let mut n = 0;
     let mut next = || {
         n += 1;
@@ -120,23 +130,59 @@ pub struct CountRow {
 pub const CACHE_COUNTS_FROM: i64 = 1000;
 const COUNTS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub type CountsCache =
-    std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<Vec<CountRow>>)>>;
+#[derive(Default)]
+struct CachedCounts {
+    counts: Option<(std::time::Instant, std::sync::Arc<Vec<CountRow>>)>,
+    refreshing: bool,
+}
+
+/// Filter counts of a large queue. When they are older than the TTL the
+/// page still gets them at once, and one background task counts anew, so
+/// no agent waits for the count (stale-while-revalidate).
+#[derive(Clone, Default)]
+pub struct CountsCache(std::sync::Arc<std::sync::Mutex<CachedCounts>>);
+
+impl CountsCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CachedCounts> {
+        // The data is a cache: a panic elsewhere cannot leave it unusable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn store(&self, counts: &std::sync::Arc<Vec<CountRow>>) {
+        let total: i64 = counts.iter().map(|c| c.n).sum();
+        let mut c = self.lock();
+        c.refreshing = false;
+        c.counts =
+            (total >= CACHE_COUNTS_FROM).then(|| (std::time::Instant::now(), counts.clone()));
+    }
+}
 
 pub async fn open_counts_cached(
     db: &Db,
     cache: &CountsCache,
     now: i64,
 ) -> sqlx::Result<std::sync::Arc<Vec<CountRow>>> {
-    if let Some((at, counts)) = cache.lock().expect("counts cache lock").as_ref() {
-        if at.elapsed() < COUNTS_TTL {
-            return Ok(counts.clone());
+    {
+        let mut c = cache.lock();
+        if let Some((at, counts)) = c.counts.clone() {
+            if at.elapsed() >= COUNTS_TTL && !c.refreshing {
+                c.refreshing = true;
+                let (db, cache) = (db.clone(), cache.clone());
+                tokio::spawn(async move {
+                    match open_counts(&db, now).await {
+                        Ok(fresh) => cache.store(&std::sync::Arc::new(fresh)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "refreshing the queue counts failed");
+                            cache.lock().refreshing = false;
+                        }
+                    }
+                });
+            }
+            return Ok(counts);
         }
     }
     let counts = std::sync::Arc::new(open_counts(db, now).await?);
-    let total: i64 = counts.iter().map(|c| c.n).sum();
-    *cache.lock().expect("counts cache lock") =
-        (total >= CACHE_COUNTS_FROM).then(|| (std::time::Instant::now(), counts.clone()));
+    cache.store(&counts);
     Ok(counts)
 }
 
