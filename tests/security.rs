@@ -165,6 +165,84 @@ async fn codes_per_address_and_resends_are_throttled() {
     app.stop().await;
 }
 
+/// Requests arriving together are written in shared transactions; the
+/// per-address limit and the audit chain must hold across them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_requests_is_stored_whole_and_limited_per_address() {
+    let app = TestApp::spawn().await;
+    let mut calls = Vec::new();
+    for i in 0..60 {
+        let email = if i % 6 == 0 {
+            "bram@example.nl".to_string()
+        } else {
+            format!("burst-{i}@example.com")
+        };
+        let (client, url) = (app.client.clone(), app.url("/api/v1/requests"));
+        calls.push(tokio::spawn(async move {
+            let res = client
+                .post(url)
+                .json(&json!({"kind": "question", "email": email, "locale": "nl"}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap();
+            (email, status, body)
+        }));
+    }
+    let mut accepted = Vec::new();
+    let mut refused_for_bram = 0;
+    for call in calls {
+        let (email, status, body) = call.await.unwrap();
+        match status {
+            202 => accepted.push((email, body["id"].as_str().unwrap().to_string())),
+            429 if email == "bram@example.nl" => refused_for_bram += 1,
+            other => panic!("{email}: {other} {body}"),
+        }
+    }
+    // Ten for one address: five get a code, five are told to wait.
+    assert_eq!(refused_for_bram, 5);
+    assert_eq!(accepted.len(), 55);
+    for (email, id) in &accepted {
+        assert_eq!(
+            app.scalar("SELECT COUNT(*) FROM requests WHERE id = $1", id)
+                .await,
+            1
+        );
+        assert_eq!(
+            app.scalar(
+                "SELECT COUNT(*) FROM verification_codes WHERE request_id = $1 AND state = 'active'",
+                id
+            )
+            .await,
+            1,
+            "{email}"
+        );
+        assert_eq!(
+            app.scalar(
+                "SELECT COUNT(*) FROM audit_events WHERE request_id = $1 AND action = 'request_created'",
+                id
+            )
+            .await,
+            1
+        );
+    }
+    assert_eq!(app.mail.wait_for("bram@example.nl", 5).await.len(), 5);
+    let one = &accepted
+        .iter()
+        .find(|(e, _)| e != "bram@example.nl")
+        .unwrap();
+    let code = code_in(&app.mail.wait_for(&one.0, 1).await[0]);
+    let (status, _) = verify(&app, &one.1, &code).await;
+    assert_eq!(status, 200);
+    let chain = privacy_portal::store::audit::verify_chain(&app.state().db)
+        .await
+        .unwrap();
+    assert!(chain.broken.is_none(), "{chain:?}");
+    assert!(chain.checked >= 56);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_code_says_so() {
     let app = TestApp::spawn().await;

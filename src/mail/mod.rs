@@ -85,23 +85,24 @@ pub fn prepare(tera: &Tera, keys: &Keys, m: Outgoing<'_>) -> anyhow::Result<Prep
     })
 }
 
+impl Prepared {
+    pub fn as_new_mail(&self) -> outbox::NewMail<'_> {
+        outbox::NewMail {
+            id: &self.id,
+            request_id: self.request_id.as_deref(),
+            to_addr: &self.to,
+            template: &self.template,
+            subject: &self.rendered.subject,
+            body_text: &self.rendered.text,
+            body_html: &self.rendered.html,
+            sealed_secret: self.sealed.as_deref(),
+            forget_address: self.forget_address,
+        }
+    }
+}
+
 pub async fn store(conn: &mut Conn, p: &Prepared, now: i64) -> anyhow::Result<()> {
-    outbox::insert(
-        conn,
-        &outbox::NewMail {
-            id: &p.id,
-            request_id: p.request_id.as_deref(),
-            to_addr: &p.to,
-            template: &p.template,
-            subject: &p.rendered.subject,
-            body_text: &p.rendered.text,
-            body_html: &p.rendered.html,
-            sealed_secret: p.sealed.as_deref(),
-            forget_address: p.forget_address,
-        },
-        now,
-    )
-    .await?;
+    outbox::insert(conn, &p.as_new_mail(), now).await?;
     Ok(())
 }
 

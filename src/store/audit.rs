@@ -55,21 +55,79 @@ pub fn event_hash(
     hex::encode(h.finalize())
 }
 
-pub async fn record(conn: &mut Conn, at: i64, e: Event<'_>) -> sqlx::Result<()> {
+/// Appends many events in one statement, chained in slice order (the
+/// intake writer's batch). Rows of one multi-row INSERT get their `seq` in
+/// VALUES order on both backends, which `audit verify` checks.
+pub async fn record_many(conn: &mut Conn, events: &[(i64, Event<'_>)]) -> sqlx::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut prev = chain_head(conn).await?;
+    let sql = format!(
+        "INSERT INTO audit_events (request_id, at, actor, action, from_status, to_status, detail, prev_hash, hash) \
+         VALUES {}",
+        super::value_rows(events.len(), 9)
+    );
+    let mut rows = Vec::with_capacity(events.len());
+    for (at, e) in events {
+        let detail = e.detail.to_string();
+        let hash = event_hash(
+            &prev,
+            e.request_id,
+            *at,
+            e.actor,
+            e.action,
+            e.from_status,
+            e.to_status,
+            &detail,
+        );
+        rows.push((prev, detail, hash.clone()));
+        prev = hash;
+    }
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for ((at, e), (prev, detail, hash)) in events.iter().zip(rows) {
+        q = q
+            .bind(e.request_id)
+            .bind(*at)
+            .bind(e.actor)
+            .bind(e.action)
+            .bind(e.from_status)
+            .bind(e.to_status)
+            .bind(detail)
+            .bind(prev)
+            .bind(hash);
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
+/// Takes the chain's lock until the transaction ends (PostgreSQL; SQLite
+/// writes are serialised already). Taking it again in the same transaction
+/// is harmless.
+pub async fn lock_chain(conn: &mut Conn) -> sqlx::Result<()> {
     if conn.backend_name() == "PostgreSQL" {
-        // Held until the surrounding transaction ends: two appends can never
-        // read the same last hash. SQLite writes are serialised already.
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT pg_advisory_xact_lock({CHAIN_LOCK})"
         )))
         .execute(&mut *conn)
         .await?;
     }
+    Ok(())
+}
+
+/// Locks the chain for this transaction and reads its last hash: two
+/// appends can never read the same last hash.
+async fn chain_head(conn: &mut Conn) -> sqlx::Result<String> {
+    lock_chain(conn).await?;
     let prev: Option<Option<String>> =
         sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *conn)
             .await?;
-    let prev = prev.flatten().unwrap_or_default();
+    Ok(prev.flatten().unwrap_or_default())
+}
+
+pub async fn record(conn: &mut Conn, at: i64, e: Event<'_>) -> sqlx::Result<()> {
+    let prev = chain_head(conn).await?;
     let detail = e.detail.to_string();
     let hash = event_hash(
         &prev,

@@ -44,6 +44,65 @@ pub async fn sent_to_address_since(
     .await
 }
 
+/// A first code for each of many new requests (nothing to supersede).
+pub struct NewCode<'a> {
+    pub id: String,
+    pub request_id: &'a str,
+    pub email_hash: &'a str,
+    pub code_hash: &'a str,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+pub async fn insert_first_many(conn: &mut Conn, rows: &[NewCode<'_>]) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO verification_codes (id, request_id, email_hash, code_hash, created_at, expires_at, attempts, state) \
+         VALUES {}",
+        super::value_rows(rows.len(), 8)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in rows {
+        q = q
+            .bind(r.id.as_str())
+            .bind(r.request_id)
+            .bind(r.email_hash)
+            .bind(r.code_hash)
+            .bind(r.created_at)
+            .bind(r.expires_at)
+            .bind(0_i64)
+            .bind("active");
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
+/// Codes sent since `since`, per address, for many addresses at once.
+pub async fn sent_to_addresses_since(
+    conn: &mut Conn,
+    email_hashes: &[&str],
+    since: i64,
+) -> sqlx::Result<std::collections::HashMap<String, i64>> {
+    if email_hashes.is_empty() {
+        return Ok(Default::default());
+    }
+    let list: Vec<String> = (0..email_hashes.len())
+        .map(|i| format!("${}", i + 2))
+        .collect();
+    let sql = format!(
+        "SELECT email_hash, COUNT(*) FROM verification_codes WHERE created_at >= $1 AND email_hash IN ({}) \
+         GROUP BY email_hash",
+        list.join(", ")
+    );
+    let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql)).bind(since);
+    for h in email_hashes {
+        q = q.bind(*h);
+    }
+    Ok(q.fetch_all(conn).await?.into_iter().collect())
+}
+
 pub async fn last_sent_for_request(conn: &mut Conn, request_id: &str) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar("SELECT MAX(created_at) FROM verification_codes WHERE request_id = $1")
         .bind(request_id)

@@ -110,6 +110,27 @@ impl Db {
     }
 }
 
+/// `($1, $2, …), ($k+1, …)` for a multi-row INSERT of `rows` rows of
+/// `width` values each (both backends accept `$n` through sqlx's Any driver).
+pub fn value_rows(rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(r * width + c + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
 async fn sqlite_pragmas(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
     // FULL: a 202 means the request is on disk, not only in the WAL buffer.
     conn.execute(

@@ -38,6 +38,36 @@ pub async fn insert(conn: &mut Conn, m: &NewMail<'_>, now: i64) -> sqlx::Result<
     Ok(())
 }
 
+pub async fn insert_many(conn: &mut Conn, mails: &[NewMail<'_>], now: i64) -> sqlx::Result<()> {
+    if mails.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO outbox (id, request_id, to_addr, template, subject, body_text, body_html, sealed_secret, \
+         status, attempts, created_at, next_attempt_at, forget_address) VALUES {}",
+        super::value_rows(mails.len(), 13)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for m in mails {
+        q = q
+            .bind(m.id)
+            .bind(m.request_id)
+            .bind(m.to_addr)
+            .bind(m.template)
+            .bind(m.subject)
+            .bind(m.body_text)
+            .bind(m.body_html)
+            .bind(m.sealed_secret)
+            .bind("pending")
+            .bind(0_i64)
+            .bind(now)
+            .bind(now)
+            .bind(m.forget_address as i64);
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct Claimed {
     pub id: String,

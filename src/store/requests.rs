@@ -81,6 +81,35 @@ pub async fn insert(conn: &mut Conn, r: &NewRequest<'_>) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// Many new requests in one statement (the intake writer's batch).
+pub async fn insert_many(conn: &mut Conn, rows: &[NewRequest<'_>]) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO requests (id, kind, locale, email, email_hash, status, channel, received_at, \
+         due_date, due_at, updated_at) VALUES {}",
+        super::value_rows(rows.len(), 11)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in rows {
+        q = q
+            .bind(r.id)
+            .bind(r.kind.as_str())
+            .bind(r.locale)
+            .bind(r.email)
+            .bind(r.email_hash)
+            .bind(Status::AwaitingVerification.as_str())
+            .bind(r.channel)
+            .bind(r.received_at)
+            .bind(r.due_date)
+            .bind(r.due_at)
+            .bind(r.received_at);
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
 pub async fn get(db: &Db, id: &str) -> sqlx::Result<Option<RequestRow>> {
     let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = $1");
     sqlx::query_as(sqlx::AssertSqlSafe(sql))

@@ -240,6 +240,10 @@ pub fn spawn_writer(db: store::Db) -> tokio::sync::mpsc::Sender<IntakeJob> {
     tx
 }
 
+/// The whole batch in one transaction and one statement per table, so the
+/// single writer's time per request is mostly SQLite's own B-tree work.
+/// One result per job: a refusal (too many codes for the address) affects
+/// that job alone; a database error fails the batch, and nobody gets a 202.
 async fn write_batch(db: &store::Db, batch: &[IntakeJob]) -> Vec<WResult<()>> {
     let fail_all = |e: &dyn std::fmt::Display| -> Vec<WResult<()>> {
         batch
@@ -255,30 +259,43 @@ async fn write_batch(db: &store::Db, batch: &[IntakeJob]) -> Vec<WResult<()>> {
         Ok(tx) => tx,
         Err(e) => return fail_all(&e),
     };
-    let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        match write_one(&mut tx, job).await {
-            Ok(r) => results.push(r),
-            Err(e) => return fail_all(&e),
-        }
-    }
+    let results = match write_all(&mut tx, batch).await {
+        Ok(r) => r,
+        Err(e) => return fail_all(&e),
+    };
     match tx.commit().await {
         Ok(()) => results,
         Err(e) => fail_all(&e),
     }
 }
 
-/// Ok(Err(..)) is a refusal for this request alone; Err(..) spoils the batch.
-async fn write_one(tx: &mut store::Conn, job: &IntakeJob) -> Result<WResult<()>, WorkflowError> {
-    // Counted inside the batch's transaction, so requests for one address in
-    // the same batch see each other.
-    let sent = codes::sent_to_address_since(tx, &job.email_hash, job.received_at - 3600).await?;
-    if sent >= limits::CODES_PER_ADDRESS_HOUR {
-        return Ok(Err(WorkflowError::RateLimited { retry_after: 3600 }));
+async fn write_all(tx: &mut store::Conn, batch: &[IntakeJob]) -> anyhow::Result<Vec<WResult<()>>> {
+    // Every batch appends to the audit chain, and on PostgreSQL holds its
+    // lock until the commit anyway. Taking it first also serialises the
+    // counting below, so two concurrent batches cannot both hand out an
+    // address's fifth code. (Commits were serialised by the chain already.)
+    audit::lock_chain(tx).await?;
+    // Codes already sent per address, counted inside the transaction; the
+    // batch's own requests are added as they are accepted, so several
+    // requests for one address in one batch see each other.
+    let since = batch.iter().map(|j| j.received_at).min().unwrap_or(0) - 3600;
+    let hashes: Vec<&str> = batch.iter().map(|j| j.email_hash.as_str()).collect();
+    let mut sent = codes::sent_to_addresses_since(tx, &hashes, since).await?;
+    let mut results = Vec::with_capacity(batch.len());
+    let mut accepted = Vec::with_capacity(batch.len());
+    for job in batch {
+        let n = sent.entry(job.email_hash.clone()).or_insert(0);
+        if *n >= limits::CODES_PER_ADDRESS_HOUR {
+            results.push(Err(WorkflowError::RateLimited { retry_after: 3600 }));
+        } else {
+            *n += 1;
+            results.push(Ok(()));
+            accepted.push(job);
+        }
     }
-    requests::insert(
-        tx,
-        &requests::NewRequest {
+    let new_requests: Vec<_> = accepted
+        .iter()
+        .map(|job| requests::NewRequest {
             id: &job.id,
             kind: job.kind,
             locale: job.locale.as_str(),
@@ -288,24 +305,44 @@ async fn write_one(tx: &mut store::Conn, job: &IntakeJob) -> Result<WResult<()>,
             received_at: job.received_at,
             due_date: &job.due_date,
             due_at: job.due_at,
-        },
-    )
-    .await?;
-    audit::record(
-        tx,
-        job.received_at,
-        audit::Event {
-            request_id: Some(&job.id),
-            actor: "customer",
-            action: "request_created",
-            from_status: None,
-            to_status: Some("awaiting_verification"),
-            detail: serde_json::json!({"kind": job.kind.as_str(), "locale": job.locale.as_str(), "channel": job.channel.as_str()}),
-        },
-    )
-    .await?;
-    store_code(tx, &job.id, &job.email_hash, &job.prepared, job.received_at).await?;
-    Ok(Ok(()))
+        })
+        .collect();
+    requests::insert_many(tx, &new_requests).await?;
+    let new_codes: Vec<_> = accepted
+        .iter()
+        .map(|job| codes::NewCode {
+            id: uuid::Uuid::new_v4().to_string(),
+            request_id: &job.id,
+            email_hash: &job.email_hash,
+            code_hash: &job.prepared.code_hash,
+            created_at: job.received_at,
+            expires_at: job.received_at + limits::CODE_TTL_SECS,
+        })
+        .collect();
+    codes::insert_first_many(tx, &new_codes).await?;
+    let mails: Vec<_> = accepted
+        .iter()
+        .map(|j| j.prepared.mail.as_new_mail())
+        .collect();
+    store::outbox::insert_many(tx, &mails, store::now()).await?;
+    let events: Vec<_> = accepted
+        .iter()
+        .map(|job| {
+            (
+                job.received_at,
+                audit::Event {
+                    request_id: Some(&job.id),
+                    actor: "customer",
+                    action: "request_created",
+                    from_status: None,
+                    to_status: Some("awaiting_verification"),
+                    detail: serde_json::json!({"kind": job.kind.as_str(), "locale": job.locale.as_str(), "channel": job.channel.as_str()}),
+                },
+            )
+        })
+        .collect();
+    audit::record_many(tx, &events).await?;
+    Ok(results)
 }
 
 /// A request whose identity was proven another way than the emailed code
