@@ -5,7 +5,7 @@ mod common;
 mod staff_common;
 
 use common::{client, location, page, TestApp};
-use staff_common::{enrol, login, totp_code, try_login, PASSWORD};
+use staff_common::{enrol, enrol_with_link, login, totp_code, try_login, PASSWORD};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn enrolment_then_login_with_a_computed_totp_code() {
@@ -350,5 +350,96 @@ async fn forms_without_the_csrf_token_are_refused() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reset_login_ends_sessions_and_old_credentials_and_gives_a_new_link() {
+    let app = TestApp::spawn().await;
+    let agent = enrol(&app, "agent@kaasboer.example", "agent").await;
+    let admin = enrol(&app, "admin@kaasboer.example", "admin").await;
+    login(&app, &agent, 0).await;
+    login(&app, &admin, 0).await;
+    let id_of = |email: &'static str| {
+        let db = app.state().db.read().clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT id FROM staff WHERE email = $1")
+                .bind(email)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let agent_id = id_of("agent@kaasboer.example").await;
+    let admin_id = id_of("admin@kaasboer.example").await;
+
+    // Agents cannot reset anyone; admins cannot lock themselves out.
+    let reset = |c: &reqwest::Client, form_page: &'static str, id: &str| {
+        let action = format!("/staff/members/{id}/reset");
+        let (c, app) = (c.clone(), &app);
+        async move { staff_common::post_form(app, &c, form_page, &action, &[]).await }
+    };
+    assert_eq!(
+        reset(&agent.client, "/staff/", &admin_id).await.status(),
+        403
+    );
+    assert_eq!(
+        reset(&admin.client, "/staff/members", &admin_id)
+            .await
+            .status(),
+        403
+    );
+
+    let res = reset(&admin.client, "/staff/members?lang=en", &agent_id).await;
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap().replace("&#x2F;", "/");
+    assert!(
+        body.contains("The login of agent@kaasboer.example has been reset."),
+        "{body}"
+    );
+    let path = staff_common::extract(
+        &format!(
+            r#"<code id="enrol-link">{}(/staff/enrol/[^<]+)</code>"#,
+            regex::escape(&app.base)
+        ),
+        &body,
+    )
+    .expect("a new enrolment link");
+
+    // The agent's open session ended; the old password, authenticator and
+    // recovery codes no longer open the door.
+    let res = agent.client.get(app.url("/staff/")).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/staff/login");
+    for code in [totp_code(&agent.secret, 1), agent.recovery[0].clone()] {
+        let res = try_login(&app, &client(), &agent.email, PASSWORD, &code).await;
+        assert_eq!(res.status(), 401);
+    }
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM staff_recovery_codes WHERE staff_id = $1",
+            &agent_id
+        )
+        .await,
+        0
+    );
+
+    // The new link sets up a new authenticator, once.
+    let again = enrol_with_link(&app, &agent.email, &path).await;
+    assert_ne!(again.secret, agent.secret);
+    login(&app, &again, 0).await;
+    let (status, _, _) = page(&again.client, &app.url("/staff/")).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = page(&client(), &app.url(&path)).await;
+    assert_ne!(status, 200, "the link is used up");
+
+    let actor: String = sqlx::query_scalar(
+        "SELECT actor FROM audit_events WHERE action = 'staff_login_reset' AND detail LIKE $1",
+    )
+    .bind(format!("%{agent_id}%"))
+    .fetch_one(app.state().db.read())
+    .await
+    .unwrap();
+    assert_eq!(actor, format!("staff:{admin_id}"));
     app.stop().await;
 }

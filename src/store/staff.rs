@@ -6,6 +6,9 @@ pub struct StaffRow {
     pub email: String,
     pub role: String,
     pub disabled: i64,
+    /// When the current password and authenticator were set: sessions
+    /// started before it (before a reset) are no longer valid.
+    pub enrolled_at: Option<i64>,
 }
 
 pub async fn insert(
@@ -33,7 +36,7 @@ pub async fn insert(
 }
 
 pub async fn by_email(db: &Db, email: &str) -> sqlx::Result<Option<StaffRow>> {
-    sqlx::query_as("SELECT id, email, role, disabled FROM staff WHERE email = $1")
+    sqlx::query_as("SELECT id, email, role, disabled, enrolled_at FROM staff WHERE email = $1")
         .bind(email)
         .fetch_optional(db.read())
         .await
@@ -56,7 +59,7 @@ pub async fn add_token(
 
 pub async fn by_token(db: &Db, token_hash: &str) -> sqlx::Result<Option<StaffRow>> {
     sqlx::query_as(
-        "SELECT s.id, s.email, s.role, s.disabled FROM staff_tokens t JOIN staff s ON s.id = t.staff_id \
+        "SELECT s.id, s.email, s.role, s.disabled, s.enrolled_at FROM staff_tokens t JOIN staff s ON s.id = t.staff_id \
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND s.disabled = 0",
     )
     .bind(token_hash)
@@ -95,6 +98,7 @@ impl StaffAuth {
             email: self.email.clone(),
             role: self.role.clone(),
             disabled: self.disabled,
+            enrolled_at: self.enrolled_at,
         }
     }
 }
@@ -113,7 +117,7 @@ pub async fn auth_by_email(db: &Db, email: &str) -> sqlx::Result<Option<StaffAut
 }
 
 pub async fn by_id(db: &Db, id: &str) -> sqlx::Result<Option<StaffRow>> {
-    sqlx::query_as("SELECT id, email, role, disabled FROM staff WHERE id = $1")
+    sqlx::query_as("SELECT id, email, role, disabled, enrolled_at FROM staff WHERE id = $1")
         .bind(id)
         .fetch_optional(db.read())
         .await
@@ -141,6 +145,34 @@ pub async fn by_enrol_token(
     .bind(now)
     .fetch_optional(db.write())
     .await
+}
+
+/// Forgets the password, authenticator and recovery codes of an active
+/// member and arms a new enrolment link (a lost phone or password).
+pub async fn reset_enrolment(
+    conn: &mut Conn,
+    id: &str,
+    enrol_token_hash: &str,
+    enrol_expires_at: i64,
+) -> sqlx::Result<bool> {
+    let res = sqlx::query(
+        "UPDATE staff SET password_hash = NULL, totp_secret = NULL, totp_pending = NULL, enrolled_at = NULL, \
+         enrol_token_hash = $1, enrol_expires_at = $2, failed_logins = 0, locked_until = NULL \
+         WHERE id = $3 AND disabled = 0",
+    )
+    .bind(enrol_token_hash)
+    .bind(enrol_expires_at)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    if res.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM staff_recovery_codes WHERE staff_id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(true)
 }
 
 pub async fn set_totp_pending(conn: &mut Conn, id: &str, sealed: &str) -> sqlx::Result<()> {

@@ -46,6 +46,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/members", web::get().to(members_page))
             .route("/members", web::post().to(members_post))
             .route("/members/{id}/disable", web::post().to(member_disable))
+            .route("/members/{id}/reset", web::post().to(member_reset))
             .default_service(web::to(super::errors::not_found)),
     );
 }
@@ -162,7 +163,9 @@ async fn current(state: &AppState, session: &Session) -> Result<staff::StaffRow,
         .await
         .ok()
         .flatten()
-        .filter(|s| s.disabled == 0)
+        // A session from before the member's last (re-)enrolment ended
+        // with the reset.
+        .filter(|s| s.disabled == 0 && s.enrolled_at.is_some_and(|e| issued >= e))
         .ok_or_else(|| {
             end_session(session);
             Fail::Login
@@ -1344,6 +1347,35 @@ async fn member_disable(
         .await
         .map_err(fail(&state, locale))?;
     Ok(see_other("/staff/members".into()))
+}
+
+async fn member_reset(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    path: web::Path<String>,
+    form: web::Form<CsrfOnly>,
+) -> Page {
+    let locale = ui_locale(&req, &session);
+    let me = current(&state, &session).await?;
+    require_admin(&me, &state, locale)?;
+    check_csrf(&state, &session, locale, &form.csrf)?;
+    // Resetting oneself would end the session doing it, with no way back in.
+    if *path == me.id {
+        return Err(Fail::Err(WorkflowError::Forbidden, locale, state.clone()));
+    }
+    let member = staff::by_id(&state.db, &path)
+        .await
+        .map_err(|e| Fail::Err(e.into(), locale, state.clone()))?
+        .ok_or_else(|| Fail::Err(WorkflowError::NotFound, locale, state.clone()))?;
+    let link = staff_auth::reset_login(&state, &member.id, &staff_auth::actor(&me.id))
+        .await
+        .map_err(fail(&state, locale))?;
+    let mut ctx = base(&state, &req, &session, locale, Some(&me));
+    ctx.insert("enrol_link", &link);
+    ctx.insert("reset_email", &member.email);
+    members_ctx(&state, &mut ctx, locale).await?;
+    Ok(render(&state, StatusCode::OK, "staff/members.html", &ctx))
 }
 
 #[derive(Deserialize)]

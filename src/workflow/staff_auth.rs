@@ -221,6 +221,40 @@ pub async fn add(state: &AppState, raw_email: &str, role: &str, by: &str) -> WRe
     Ok(format!("{}/staff/enrol/{}", state.settings.base_url, token))
 }
 
+/// A member lost their phone or password: the old password, authenticator
+/// and recovery codes stop working, their sessions end, and a new one-time
+/// enrolment link (24 h) is returned for the admin to hand over.
+pub async fn reset_login(state: &AppState, id: &str, by: &str) -> WResult<String> {
+    let token = crypto::random_token();
+    let now = store::now();
+    let mut tx = state.db.begin().await?;
+    if !staff::reset_enrolment(
+        &mut tx,
+        id,
+        &state.keys.token_hash(&token),
+        now + ENROL_TTL_SECS,
+    )
+    .await?
+    {
+        return Err(WorkflowError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        now,
+        audit::Event {
+            request_id: None,
+            actor: by,
+            action: "staff_login_reset",
+            from_status: None,
+            to_status: None,
+            detail: serde_json::json!({"staff_id": id}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(format!("{}/staff/enrol/{}", state.settings.base_url, token))
+}
+
 pub async fn set_disabled(state: &AppState, id: &str, disabled: bool, by: &str) -> WResult<()> {
     let now = store::now();
     let mut tx = state.db.begin().await?;

@@ -46,7 +46,11 @@ pub async fn enrol(app: &TestApp, email: &str, role: &str) -> StaffUser {
     let link = staff_auth::add(app.state(), email, role, "cli")
         .await
         .unwrap();
-    let path = link.strip_prefix(&app.base).unwrap().to_string();
+    enrol_with_link(app, email, link.strip_prefix(&app.base).unwrap()).await
+}
+
+/// Follows an enrolment link (path only): password, authenticator, recovery codes.
+pub async fn enrol_with_link(app: &TestApp, email: &str, path: &str) -> StaffUser {
     let c = client();
     let (status, body, csrf) = page(&c, &app.url(&path)).await;
     assert_eq!(status, 200, "{body}");
