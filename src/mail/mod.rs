@@ -75,7 +75,7 @@ pub fn prepare(tera: &Tera, keys: &Keys, m: Outgoing<'_>) -> anyhow::Result<Prep
         ctx.insert("secret", SECRET_PLACEHOLDER);
     }
     Ok(Prepared {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: crate::store::new_id(),
         request_id: m.request_id.map(str::to_string),
         to: m.to.to_string(),
         template: m.template.to_string(),

@@ -63,11 +63,6 @@ pub async fn record_many(conn: &mut Conn, events: &[(i64, Event<'_>)]) -> sqlx::
         return Ok(());
     }
     let mut prev = chain_head(conn).await?;
-    let sql = format!(
-        "INSERT INTO audit_events (request_id, at, actor, action, from_status, to_status, detail, prev_hash, hash) \
-         VALUES {}",
-        super::value_rows(events.len(), 9)
-    );
     let mut rows = Vec::with_capacity(events.len());
     for (at, e) in events {
         let detail = e.detail.to_string();
@@ -81,23 +76,31 @@ pub async fn record_many(conn: &mut Conn, events: &[(i64, Event<'_>)]) -> sqlx::
             e.to_status,
             &detail,
         );
-        rows.push((prev, detail, hash.clone()));
+        rows.push((*at, e, prev, detail, hash.clone()));
         prev = hash;
     }
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for ((at, e), (prev, detail, hash)) in events.iter().zip(rows) {
-        q = q
-            .bind(e.request_id)
-            .bind(*at)
-            .bind(e.actor)
-            .bind(e.action)
-            .bind(e.from_status)
-            .bind(e.to_status)
-            .bind(detail)
-            .bind(prev)
-            .bind(hash);
+    for chunk in super::chunks_by_size(&rows, |r| 300 + r.3.len()) {
+        let sql = format!(
+            "INSERT INTO audit_events (request_id, at, actor, action, from_status, to_status, detail, prev_hash, hash) \
+             VALUES {}",
+            super::value_rows(chunk.len(), 9)
+        );
+        // Not cached: one statement per batch size would crowd out the rest.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for (at, e, prev, detail, hash) in chunk {
+            q = q
+                .bind(e.request_id)
+                .bind(*at)
+                .bind(e.actor)
+                .bind(e.action)
+                .bind(e.from_status)
+                .bind(e.to_status)
+                .bind(detail.as_str())
+                .bind(prev.as_str())
+                .bind(hash.as_str());
+        }
+        q.execute(&mut *conn).await?;
     }
-    q.execute(conn).await?;
     Ok(())
 }
 

@@ -263,7 +263,7 @@ pub async fn add_note(
     body: &str,
     now: i64,
 ) -> sqlx::Result<String> {
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::store::new_id();
     sqlx::query(
         "INSERT INTO case_notes (id, request_id, at, actor, kind, body) VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -327,7 +327,8 @@ pub async fn register(
 
 /// Ids whose short reference ("R-1A2B3C4D") matches; at most two.
 pub async fn by_reference(db: &Db, prefix8: &str) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar("SELECT id FROM requests WHERE substr(id, 1, 8) = $1 LIMIT 2")
+    // The last 8 characters of the 36-character id.
+    sqlx::query_scalar("SELECT id FROM requests WHERE substr(id, 29, 8) = $1 LIMIT 2")
         .bind(prefix8)
         .fetch_all(db.read())
         .await

@@ -55,27 +55,27 @@ pub struct NewCode<'a> {
 }
 
 pub async fn insert_first_many(conn: &mut Conn, rows: &[NewCode<'_>]) -> sqlx::Result<()> {
-    if rows.is_empty() {
-        return Ok(());
+    for chunk in super::chunks_by_size(rows, |_| 250) {
+        let sql = format!(
+            "INSERT INTO verification_codes (id, request_id, email_hash, code_hash, created_at, expires_at, attempts, state) \
+             VALUES {}",
+            super::value_rows(chunk.len(), 8)
+        );
+        // Not cached: one statement per batch size would crowd out the rest.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for r in chunk {
+            q = q
+                .bind(r.id.as_str())
+                .bind(r.request_id)
+                .bind(r.email_hash)
+                .bind(r.code_hash)
+                .bind(r.created_at)
+                .bind(r.expires_at)
+                .bind(0_i64)
+                .bind("active");
+        }
+        q.execute(&mut *conn).await?;
     }
-    let sql = format!(
-        "INSERT INTO verification_codes (id, request_id, email_hash, code_hash, created_at, expires_at, attempts, state) \
-         VALUES {}",
-        super::value_rows(rows.len(), 8)
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for r in rows {
-        q = q
-            .bind(r.id.as_str())
-            .bind(r.request_id)
-            .bind(r.email_hash)
-            .bind(r.code_hash)
-            .bind(r.created_at)
-            .bind(r.expires_at)
-            .bind(0_i64)
-            .bind("active");
-    }
-    q.execute(conn).await?;
     Ok(())
 }
 
@@ -96,7 +96,9 @@ pub async fn sent_to_addresses_since(
          GROUP BY email_hash",
         list.join(", ")
     );
-    let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql)).bind(since);
+    let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
+        .persistent(false)
+        .bind(since);
     for h in email_hashes {
         q = q.bind(*h);
     }

@@ -39,32 +39,35 @@ pub async fn insert(conn: &mut Conn, m: &NewMail<'_>, now: i64) -> sqlx::Result<
 }
 
 pub async fn insert_many(conn: &mut Conn, mails: &[NewMail<'_>], now: i64) -> sqlx::Result<()> {
-    if mails.is_empty() {
-        return Ok(());
+    let size = |m: &NewMail<'_>| {
+        m.subject.len() + m.body_text.len() + m.body_html.len() + m.to_addr.len() + 200
+    };
+    for chunk in super::chunks_by_size(mails, size) {
+        let sql = format!(
+            "INSERT INTO outbox (id, request_id, to_addr, template, subject, body_text, body_html, sealed_secret, \
+             status, attempts, created_at, next_attempt_at, forget_address) VALUES {}",
+            super::value_rows(chunk.len(), 13)
+        );
+        // Not cached: one statement per batch size would crowd out the rest.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for m in chunk {
+            q = q
+                .bind(m.id)
+                .bind(m.request_id)
+                .bind(m.to_addr)
+                .bind(m.template)
+                .bind(m.subject)
+                .bind(m.body_text)
+                .bind(m.body_html)
+                .bind(m.sealed_secret)
+                .bind("pending")
+                .bind(0_i64)
+                .bind(now)
+                .bind(now)
+                .bind(m.forget_address as i64);
+        }
+        q.execute(&mut *conn).await?;
     }
-    let sql = format!(
-        "INSERT INTO outbox (id, request_id, to_addr, template, subject, body_text, body_html, sealed_secret, \
-         status, attempts, created_at, next_attempt_at, forget_address) VALUES {}",
-        super::value_rows(mails.len(), 13)
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for m in mails {
-        q = q
-            .bind(m.id)
-            .bind(m.request_id)
-            .bind(m.to_addr)
-            .bind(m.template)
-            .bind(m.subject)
-            .bind(m.body_text)
-            .bind(m.body_html)
-            .bind(m.sealed_secret)
-            .bind("pending")
-            .bind(0_i64)
-            .bind(now)
-            .bind(now)
-            .bind(m.forget_address as i64);
-    }
-    q.execute(conn).await?;
     Ok(())
 }
 

@@ -83,30 +83,30 @@ pub async fn insert(conn: &mut Conn, r: &NewRequest<'_>) -> sqlx::Result<()> {
 
 /// Many new requests in one statement (the intake writer's batch).
 pub async fn insert_many(conn: &mut Conn, rows: &[NewRequest<'_>]) -> sqlx::Result<()> {
-    if rows.is_empty() {
-        return Ok(());
+    for chunk in super::chunks_by_size(rows, |r| 200 + r.email.len()) {
+        let sql = format!(
+            "INSERT INTO requests (id, kind, locale, email, email_hash, status, channel, received_at, \
+             due_date, due_at, updated_at) VALUES {}",
+            super::value_rows(chunk.len(), 11)
+        );
+        // Not cached: one statement per batch size would crowd out the rest.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for r in chunk {
+            q = q
+                .bind(r.id)
+                .bind(r.kind.as_str())
+                .bind(r.locale)
+                .bind(r.email)
+                .bind(r.email_hash)
+                .bind(Status::AwaitingVerification.as_str())
+                .bind(r.channel)
+                .bind(r.received_at)
+                .bind(r.due_date)
+                .bind(r.due_at)
+                .bind(r.received_at);
+        }
+        q.execute(&mut *conn).await?;
     }
-    let sql = format!(
-        "INSERT INTO requests (id, kind, locale, email, email_hash, status, channel, received_at, \
-         due_date, due_at, updated_at) VALUES {}",
-        super::value_rows(rows.len(), 11)
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for r in rows {
-        q = q
-            .bind(r.id)
-            .bind(r.kind.as_str())
-            .bind(r.locale)
-            .bind(r.email)
-            .bind(r.email_hash)
-            .bind(Status::AwaitingVerification.as_str())
-            .bind(r.channel)
-            .bind(r.received_at)
-            .bind(r.due_date)
-            .bind(r.due_at)
-            .bind(r.received_at);
-    }
-    q.execute(conn).await?;
     Ok(())
 }
 

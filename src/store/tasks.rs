@@ -20,7 +20,7 @@ pub async fn insert(
     due_at: i64,
     now: i64,
 ) -> sqlx::Result<String> {
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::store::new_id();
     sqlx::query(
         "INSERT INTO staff_tasks (id, request_id, kind, checklist, status, due_at, created_at) \
          VALUES ($1, $2, $3, $4, 'open', $5, $6)",

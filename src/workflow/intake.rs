@@ -63,7 +63,7 @@ pub async fn start(
     }
     let now = store::now();
     let email_hash = state.keys.lookup_hash(email.as_str());
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::store::new_id();
     let (due_date, due_at) = provisional_due(state, now, 0);
 
     let prepared = prepare_code(state, &id, kind, &email, locale, "code")?;
@@ -158,7 +158,7 @@ pub(crate) async fn store_code(
 ) -> WResult<()> {
     codes::insert(
         conn,
-        &uuid::Uuid::new_v4().to_string(),
+        &crate::store::new_id(),
         request_id,
         email_hash,
         &p.code_hash,
@@ -205,43 +205,32 @@ pub struct IntakeJob {
 /// way to disk are written together in the next transaction, so one fsync
 /// covers many of them. Every caller still hears only after the commit that
 /// holds its request, so a 202 is never given for something not yet stored.
+///
+/// One writer for both backends: SQLite has a single writer anyway, and on
+/// PostgreSQL every batch holds the audit chain's lock until its commit, so
+/// parallel writers only queued behind it with smaller batches.
 pub fn spawn_writer(db: store::Db) -> tokio::sync::mpsc::Sender<IntakeJob> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<IntakeJob>(1024);
-    // SQLite has one writer anyway; PostgreSQL commits several batches at once.
-    let writers = match db.backend {
-        store::Backend::Sqlite => 1,
-        store::Backend::Postgres => 6,
-    };
-    let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
-    for _ in 0..writers {
-        let rx = rx.clone();
-        let db = db.clone();
-        tokio::spawn(async move {
-            loop {
-                let batch = {
-                    let mut rx = rx.lock().await;
-                    let Some(first) = rx.recv().await else { return };
-                    let mut batch = vec![first];
-                    while batch.len() < 256 {
-                        match rx.try_recv() {
-                            Ok(job) => batch.push(job),
-                            Err(_) => break,
-                        }
-                    }
-                    batch
-                };
-                let outcome = write_batch(&db, &batch).await;
-                for (job, result) in batch.into_iter().zip(outcome) {
-                    let _ = job.reply.send(result);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<IntakeJob>(1024);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < 256 {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
                 }
             }
-        });
-    }
+            let outcome = write_batch(&db, &batch).await;
+            for (job, result) in batch.into_iter().zip(outcome) {
+                let _ = job.reply.send(result);
+            }
+        }
+    });
     tx
 }
 
-/// The whole batch in one transaction and one statement per table, so the
-/// single writer's time per request is mostly SQLite's own B-tree work.
+/// The whole batch in one transaction and a few multi-row statements per
+/// table, so the writer's time per request is mostly the database's own work.
 /// One result per job: a refusal (too many codes for the address) affects
 /// that job alone; a database error fails the batch, and nobody gets a 202.
 async fn write_batch(db: &store::Db, batch: &[IntakeJob]) -> Vec<WResult<()>> {
@@ -311,7 +300,7 @@ async fn write_all(tx: &mut store::Conn, batch: &[IntakeJob]) -> anyhow::Result<
     let new_codes: Vec<_> = accepted
         .iter()
         .map(|job| codes::NewCode {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: crate::store::new_id(),
             request_id: &job.id,
             email_hash: &job.email_hash,
             code_hash: &job.prepared.code_hash,
@@ -356,7 +345,7 @@ pub async fn start_verified(
     method: &str,
 ) -> WResult<(String, String)> {
     let now = store::now();
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::store::new_id();
     let email_hash = state.keys.lookup_hash(email.as_str());
     let (due_date, due_at) = provisional_due(state, now, 0);
     let token = crypto::random_token();

@@ -225,14 +225,25 @@ pub(crate) async fn other_systems_task(
     Ok(())
 }
 
-/// Short reference shown to customers and staff ("R-1A2B3C4D").
+/// Short reference shown to customers and staff ("R-1A2B3C4D"): the last
+/// eight hex digits of the id. Ids start with their creation time (v7, see
+/// `store::new_id`), so the first eight would be shared by every request of
+/// the same minute; the last eight are random.
 pub fn reference(id: &str) -> String {
-    format!(
-        "R-{}",
-        id.chars()
-            .filter(|c| *c != '-')
-            .take(8)
-            .collect::<String>()
-            .to_uppercase()
-    )
+    let hex: String = id.chars().filter(|c| *c != '-').collect();
+    format!("R-{}", hex[hex.len().saturating_sub(8)..].to_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn references_of_requests_made_together_differ() {
+        let ids: Vec<String> = (0..1000).map(|_| crate::store::new_id()).collect();
+        let refs: std::collections::HashSet<String> =
+            ids.iter().map(|id| super::reference(id)).collect();
+        assert_eq!(refs.len(), ids.len());
+        let id = "0193a1b2-c3d4-7e5f-8a6b-1c2d3e4f5a6b";
+        assert_eq!(super::reference(id), "R-3E4F5A6B");
+        assert_eq!(&id[28..], "3e4f5a6b", "what by_reference compares");
+    }
 }

@@ -62,7 +62,7 @@ pub async fn start(state: &AppState, input: &Input<'_>, actor: &str) -> WResult<
             .unwrap_or(now)
     };
     let email_hash = state.keys.lookup_hash(email.as_str());
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::store::new_id();
     let (due_date, due_at) = intake::provisional_due(state, received_at, 0);
 
     let mut tx = state.db.begin().await?;
