@@ -169,8 +169,10 @@ fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).unwrap();
-        let mut s = String::new();
-        f.read_to_string(&mut s).unwrap();
+        let mut b = Vec::new();
+        f.read_to_end(&mut b).unwrap();
+        // report.pdf is binary; only the text files are looked at here.
+        let s = String::from_utf8_lossy(&b).into_owned();
         out.insert(f.name().unwrap().to_string(), s);
     }
     out

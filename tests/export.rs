@@ -42,16 +42,40 @@ async fn wait_completed(app: &TestApp, id: &str, token: &str) -> Value {
     panic!("export still processing after 30 s");
 }
 
-fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, String> {
+fn unzip_raw(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip archive");
     let mut out = std::collections::BTreeMap::new();
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).unwrap();
-        let mut s = String::new();
-        f.read_to_string(&mut s).unwrap();
-        out.insert(f.name().unwrap().to_string(), s);
+        let mut b = Vec::new();
+        f.read_to_end(&mut b).unwrap();
+        out.insert(f.name().unwrap().to_string(), b);
     }
     out
+}
+
+/// The files as text; only `report.pdf` is binary (read it with
+/// [`pdf_text`]), and is kept here lossily so its name is listed.
+fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, String> {
+    unzip_raw(bytes)
+        .into_iter()
+        .map(|(name, b)| {
+            let text = match String::from_utf8(b) {
+                Ok(s) => s,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            };
+            (name, text)
+        })
+        .collect()
+}
+
+/// The text of the archive's `report.pdf`, decoded through the embedded
+/// font's ToUnicode map, with runs of white space made single spaces.
+fn pdf_text(archive: &[u8]) -> String {
+    let pdf = &unzip_raw(archive)["report.pdf"];
+    assert!(pdf.starts_with(b"%PDF-"), "a PDF file");
+    let text = pdf_extract::extract_text_from_mem(pdf).expect("report.pdf opens");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,7 +98,8 @@ async fn the_archive_holds_everything_with_the_art15_cover_in_the_customers_lang
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/zip");
-    let files = unzip(&res.bytes().await.unwrap());
+    let archive = res.bytes().await.unwrap();
+    let files = unzip(&archive);
     assert_eq!(
         files.keys().cloned().collect::<Vec<_>>(),
         [
@@ -84,7 +109,8 @@ async fn the_archive_holds_everything_with_the_art15_cover_in_the_customers_lang
             "orders.csv",
             "payments.csv",
             "profile.csv",
-            "report.html"
+            "report.html",
+            "report.pdf"
         ]
     );
     let data: Value = serde_json::from_str(&files["data.json"]).unwrap();
@@ -124,6 +150,30 @@ async fn the_archive_holds_everything_with_the_art15_cover_in_the_customers_lang
         report.contains("autoriteitpersoonsgegevens.nl"),
         "the supervisory authority"
     );
+
+    // The PDF says the same, in Dutch, as text a reader can search and copy.
+    let pdf = pdf_text(&archive);
+    assert!(pdf.contains("Anna de Vries"), "{pdf}");
+    assert!(pdf.contains(&t(Locale::Nl, "export.report.title")), "{pdf}");
+    for key in [
+        "privacy.controller_title",
+        "privacy.purposes_title",
+        "privacy.categories_title",
+        "privacy.recipients_title",
+        "privacy.source_title",
+        "privacy.automated_title",
+        "export.report.rights_title",
+        "export.report.profile",
+        "export.report.orders",
+    ] {
+        assert!(pdf.contains(&t(Locale::Nl, key)), "{key} in the PDF: {pdf}");
+    }
+    assert!(
+        pdf.contains(&t(Locale::Nl, "authority.nl")),
+        "the supervisory authority in the PDF: {pdf}"
+    );
+    assert!(pdf.contains("autoriteitpersoonsgegevens.nl"), "{pdf}");
+    assert!(pdf.contains("O-1001"), "the orders are listed: {pdf}");
 
     // At rest the archive is encrypted.
     let (file,): (String,) = sqlx::query_as("SELECT file_name FROM exports WHERE request_id = $1")
@@ -168,6 +218,8 @@ async fn hostile_values_are_inert_in_the_report_and_the_csv() {
     let files = unzip(&bytes);
     assert!(!files["report.html"].contains("<script>"));
     assert!(files["report.html"].contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    // In the PDF it is only text.
+    assert!(pdf_text(&bytes).contains("<script>alert(1)</script>"));
     assert!(
         files["contacts.csv"].contains("\"'=HYPERLINK(\"\"http://x\"\")\""),
         "{}",
@@ -247,9 +299,20 @@ async fn the_mailed_link_needs_a_fresh_code_and_expires() {
     let res = browser.get(app.url(&location(&res))).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/zip");
-    let files = unzip(&res.bytes().await.unwrap());
+    let archive = res.bytes().await.unwrap();
+    let files = unzip(&archive);
     assert!(files["data.json"].contains("Sven Åström"));
     assert!(files["report.html"].contains("<html lang=\"sv\">"));
+    // å and ö come through the embedded font, as text.
+    let pdf = pdf_text(&archive);
+    assert!(pdf.contains("Sven Åström"), "{pdf}");
+    for key in [
+        "export.report.title",
+        "privacy.purposes_title",
+        "export.report.rights_title",
+    ] {
+        assert!(pdf.contains(&t(Locale::Sv, key)), "{key} in the PDF: {pdf}");
+    }
 
     // A tampered link: a friendly page in Swedish, no file.
     // Flip the last character so the signature always differs, whatever it was.

@@ -1,21 +1,26 @@
 //! The export archive (Art. 15, Art. 20): `data.json` with everything held,
-//! one CSV per category, and `report.html` — printable, self-contained —
-//! opening with the Art. 15(1) information from the company configuration.
+//! one CSV per category, and two human-readable reports in the request's
+//! language, both opening with the Art. 15(1) information from the company
+//! configuration: `report.html` (printable, self-contained, every row) and
+//! `report.pdf` (A4, DejaVu Sans embedded; the first
+//! [`report::PDF_ROWS`] rows per category, then a line saying that all of
+//! them are in the CSV and `data.json`). Both are rendered from one document
+//! model ([`report`]), so they cannot drift apart.
+//!
 //! Rows are fetched page by page and written straight into an encrypted zip,
-//! so memory stays flat however long the order history is.
+//! so memory stays flat however long the order history is; only the PDF,
+//! bounded by its row cap, is built in memory before it goes into the zip.
 
 pub mod crypt;
+pub mod pdf;
+pub mod report;
 
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::{
-    config::Company,
-    domain::{authority, Locale},
-    i18n::{t, t_args},
-};
+use crate::{config::Company, domain::Locale};
 
 /// Categories beyond the profile, with the columns of their CSV. Fields not
 /// listed (kept from import) go to the last column as JSON.
@@ -136,7 +141,12 @@ pub fn build<W: Write>(out: W, src: &dyn Source, meta: &Meta<'_>) -> anyhow::Res
     }
 
     zip.start_file("report.html", opts)?;
-    report(&mut zip, src, meta, &profile)?;
+    let doc = report::write_html(&mut zip, src, meta, &profile)?;
+    // Built in memory: bounded by report::PDF_ROWS rows per category.
+    let pdf = pdf::render(&doc, meta)?;
+    drop(doc);
+    zip.start_file("report.pdf", opts)?;
+    zip.write_all(&pdf)?;
     Ok(zip.finish()?.into_inner())
 }
 
@@ -184,273 +194,6 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-fn report(
-    w: &mut impl Write,
-    src: &dyn Source,
-    meta: &Meta<'_>,
-    profile: &serde_json::Map<String, Value>,
-) -> anyhow::Result<()> {
-    let l = meta.locale;
-    let c = meta.company;
-    let e = |s: &str| escape(s);
-    let title = t(l, "export.report.title");
-    write!(
-        w,
-        "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\"><title>{}</title>\
-         <style>body{{font-family:Arial,Helvetica,sans-serif;color:#1a1a1a;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}\
-         table{{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}}th,td{{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top}}\
-         th{{background:#f0f2f4}}h2{{margin-top:2rem;border-bottom:2px solid #0b5cad}}@media print{{h2{{break-after:avoid}}}}</style></head><body>",
-        l.as_str(),
-        e(&title)
-    )?;
-    write!(w, "<h1>{}</h1>", e(&title))?;
-    write!(
-        w,
-        "<p>{}</p>",
-        e(&t_args(
-            l,
-            "export.report.intro",
-            &[
-                ("company", &c.name),
-                (
-                    "date",
-                    &crate::i18n::long_date(l, meta.generated_at.date_naive())
-                ),
-                ("reference", meta.reference)
-            ]
-        ))
-    )?;
-
-    // Art. 15(1) information.
-    let pn = &c.privacy_notice;
-    write!(
-        w,
-        "<h2>{}</h2><p>{}</p>",
-        e(&t(l, "privacy.controller_title")),
-        e(&c.name)
-    )?;
-    if !c.address.is_empty() {
-        write!(
-            w,
-            "<p>{}</p>",
-            c.address
-                .iter()
-                .map(|a| e(a))
-                .collect::<Vec<_>>()
-                .join("<br>")
-        )?;
-    }
-    write!(
-        w,
-        "<p>{}</p>",
-        e(&t_args(
-            l,
-            "privacy.contact",
-            &[("email", &c.privacy_email)]
-        ))
-    )?;
-    write!(
-        w,
-        "<p>{}</p>",
-        e(&t_args(
-            l,
-            "privacy.dpo",
-            &[("name", &c.dpo.name), ("email", &c.dpo.email)]
-        ))
-    )?;
-
-    write!(
-        w,
-        "<h2>{}</h2><table><tr><th>{}</th><th>{}</th><th>{}</th></tr>",
-        e(&t(l, "privacy.purposes_title")),
-        e(&t(l, "export.report.purpose")),
-        e(&t(l, "export.report.legal_basis")),
-        e(&t(l, "export.report.categories"))
-    )?;
-    for p in &pn.purposes {
-        let cats: Vec<&str> = p
-            .categories
-            .iter()
-            .filter_map(|id| {
-                pn.categories
-                    .iter()
-                    .find(|c| &c.id == id)
-                    .map(|c| c.name.get(l))
-            })
-            .collect();
-        let mut basis = t_args(
-            l,
-            "privacy.basis",
-            &[
-                (
-                    "basis",
-                    &t(
-                        l,
-                        &format!("privacy.basis_names.{}", p.legal_basis.as_str()),
-                    ),
-                ),
-                ("article", p.legal_basis.article()),
-            ],
-        );
-        if let Some(i) = &p.legitimate_interest {
-            basis.push(' ');
-            basis.push_str(&t_args(l, "privacy.interest", &[("interest", i.get(l))]));
-        }
-        write!(
-            w,
-            "<tr><td><strong>{}</strong><br>{}</td><td>{}</td><td>{}</td></tr>",
-            e(p.name.get(l)),
-            e(p.description.get(l)),
-            e(&basis),
-            e(&cats.join(", "))
-        )?;
-    }
-    write!(w, "</table>")?;
-    write!(
-        w,
-        "<h2>{}</h2><table><tr><th>{}</th><th>{}</th></tr>",
-        e(&t(l, "privacy.categories_title")),
-        e(&t(l, "privacy.category")),
-        e(&t(l, "privacy.retention"))
-    )?;
-    for cat in &pn.categories {
-        write!(
-            w,
-            "<tr><td>{}</td><td>{}</td></tr>",
-            e(cat.name.get(l)),
-            e(cat.retention.get(l))
-        )?;
-    }
-    write!(
-        w,
-        "</table><h2>{}</h2><ul>",
-        e(&t(l, "privacy.recipients_title"))
-    )?;
-    for r in &pn.recipients {
-        let loc = r
-            .location
-            .as_deref()
-            .map(|x| format!(" ({})", e(x)))
-            .unwrap_or_default();
-        write!(
-            w,
-            "<li><strong>{}</strong>{} — {}</li>",
-            e(&r.name),
-            loc,
-            e(r.role.get(l))
-        )?;
-    }
-    write!(w, "</ul>")?;
-    if let Some(tr) = &pn.transfers {
-        write!(
-            w,
-            "<h2>{}</h2><p>{}</p>",
-            e(&t(l, "privacy.transfers_title")),
-            e(tr.get(l))
-        )?;
-    }
-    write!(
-        w,
-        "<h2>{}</h2><p>{}</p>",
-        e(&t(l, "privacy.source_title")),
-        e(pn.source.get(l))
-    )?;
-    write!(
-        w,
-        "<h2>{}</h2><p>{}</p>",
-        e(&t(l, "privacy.automated_title")),
-        e(pn.automated_decisions.get(l))
-    )?;
-    let auth = authority::for_country(c.country);
-    write!(w, "<h2>{}</h2><ul>", e(&t(l, "export.report.rights_title")))?;
-    for key in [
-        "rectification",
-        "erasure",
-        "restriction",
-        "objection",
-        "portability",
-    ] {
-        write!(
-            w,
-            "<li>{}</li>",
-            e(&t(l, &format!("export.report.right_{key}")))
-        )?;
-    }
-    write!(
-        w,
-        "<li>{} <a href=\"{}\">{}</a></li></ul>",
-        e(&t_args(
-            l,
-            "privacy.complaint",
-            &[("authority", &t(l, auth.name_key))]
-        )),
-        e(auth.complaint_url),
-        e(auth.complaint_url)
-    )?;
-
-    // The data itself.
-    write!(
-        w,
-        "<h2>{}</h2><table><tr><th>{}</th><th>{}</th></tr>",
-        e(&t(l, "export.report.profile")),
-        e(&t(l, "export.report.field")),
-        e(&t(l, "export.report.value"))
-    )?;
-    for (k, v) in profile {
-        write!(w, "<tr><td>{}</td><td>{}</td></tr>", e(k), e(&cell(v)))?;
-    }
-    write!(w, "</table>")?;
-    for (cat, columns) in CATEGORIES {
-        write!(
-            w,
-            "<h2>{}</h2><table><tr>",
-            e(&t(l, &format!("export.report.{cat}")))
-        )?;
-        for col in columns {
-            write!(w, "<th>{}</th>", e(col))?;
-        }
-        write!(
-            w,
-            "<th>{}</th></tr>",
-            e(&t(l, "export.report.other_fields"))
-        )?;
-        let mut any = false;
-        each_row(src, cat, |row| {
-            any = true;
-            write!(w, "<tr>")?;
-            for col in columns {
-                write!(
-                    w,
-                    "<td>{}</td>",
-                    e(&row.get(*col).map(cell).unwrap_or_default())
-                )?;
-            }
-            let extra: Vec<String> = row
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .filter(|(k, _)| !columns.contains(&k.as_str()))
-                        .map(|(k, v)| format!("{k}: {}", cell(v)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            write!(w, "<td>{}</td></tr>", e(&extra.join("; ")))?;
-            Ok(())
-        })?;
-        if !any {
-            write!(
-                w,
-                "<tr><td colspan=\"{}\">{}</td></tr>",
-                columns.len() + 1,
-                e(&t(l, "export.report.none"))
-            )?;
-        }
-        write!(w, "</table>")?;
-    }
-    write!(w, "</body></html>")?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,6 +212,97 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "\"a\"\"b\",\"'@SUM(A1)\"\r\n"
         );
+    }
+
+    /// A customer with `orders` orders and nothing else.
+    struct Orders(usize);
+
+    impl Source for Orders {
+        fn profile(&self) -> anyhow::Result<serde_json::Map<String, Value>> {
+            Ok(
+                serde_json::json!({"name": "Åsa Öberg", "email": "asa@example.se"})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+            )
+        }
+        fn page(&self, category: &str, offset: i64, limit: i64) -> anyhow::Result<Vec<Value>> {
+            if category != "orders" {
+                return Ok(Vec::new());
+            }
+            let end = (offset + limit).min(self.0 as i64);
+            Ok((offset..end)
+                .map(|i| {
+                    serde_json::json!({"id": format!("O-{i:05}"), "placed_at": "2024-05-01T09:00:00Z",
+                        "status": "delivered", "total_cents": 1000 + i, "currency": "SEK"})
+                })
+                .collect())
+        }
+    }
+
+    fn tables(doc: &[report::Block]) -> Vec<&report::Table> {
+        doc.iter()
+            .filter_map(|b| match b {
+                report::Block::Table(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_pdf_lists_at_most_200_rows_per_category_and_says_where_the_rest_are() {
+        let company =
+            crate::config::parse_company(crate::config::DEMO_COMPANY_TOML, "demo").unwrap();
+        let meta = Meta {
+            locale: Locale::Sv,
+            company: &company,
+            reference: "EXP-TEST",
+            generated_at: Utc::now(),
+        };
+        let src = Orders(250);
+        let profile = src.profile().unwrap();
+        let mut html = Vec::new();
+        let doc = report::write_html(&mut html, &src, &meta, &profile).unwrap();
+        let html = String::from_utf8(html).unwrap();
+        assert!(html.contains("<td>O-00249</td>"), "the HTML has every row");
+
+        let orders = tables(&doc)
+            .into_iter()
+            .find(|t| t.header.first().map(String::as_str) == Some("id"))
+            .unwrap();
+        assert_eq!(orders.rows.len(), report::PDF_ROWS);
+        let note = report::more_rows(Locale::Sv, "orders", 250);
+        assert_eq!(
+            note,
+            "Den här översikten visar de första 200 av dina 250 beställningar. \
+             Alla finns i orders.csv och data.json i det här arkivet."
+        );
+        let notes: Vec<&report::Block> = doc
+            .iter()
+            .filter(|b| matches!(b, report::Block::Paragraph(p) if p == &vec![report::Span::Text(note.clone())]))
+            .collect();
+        assert_eq!(notes.len(), 1, "one note, under the orders only");
+        assert_eq!(
+            report::more_rows(Locale::En, "orders", 100_000),
+            "This overview lists the first 200 of your 100,000 orders. \
+             All of them are in orders.csv and data.json in this archive."
+        );
+
+        let pdf = pdf::render(&doc, &meta).unwrap();
+        assert!(pdf.starts_with(b"%PDF-"));
+        let text = pdf_extract::extract_text_from_mem(&pdf).unwrap();
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(text.contains("Åsa Öberg"), "{text}");
+        assert!(text.contains("O-00199"));
+        assert!(!text.contains("O-00200"), "row 201 is not in the PDF");
+        assert!(text.contains("orders.csv och data.json"), "{text}");
+        assert!(text.contains("Sida 1 av"), "page numbers");
+
+        // Exactly at the cap: everything is listed, no note.
+        let src = Orders(report::PDF_ROWS);
+        let doc = report::write_html(&mut Vec::new(), &src, &meta, &profile).unwrap();
+        assert!(!doc.iter().any(|b| matches!(b, report::Block::Paragraph(p)
+            if matches!(p.first(), Some(report::Span::Text(s)) if s.contains("orders.csv")))));
     }
 
     #[test]
