@@ -53,7 +53,7 @@ impl Db {
             let write = AnyPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
-                .after_connect(|c, _| Box::pin(sqlite_pragmas(c)))
+                .after_connect(|c, _| Box::pin(sqlite_writer_pragmas(c)))
                 .connect_with(opts.clone())
                 .await?;
             let read = AnyPoolOptions::new()
@@ -167,10 +167,21 @@ async fn sqlite_pragmas(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
     // FULL: a 202 means the request is on disk, not only in the WAL buffer.
     conn.execute(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000; \
-         PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON; PRAGMA cache_size=-32768; \
-         PRAGMA mmap_size=268435456;",
+         PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
     )
     .await?;
+    Ok(())
+}
+
+/// The single writer keeps the index pages it appends to in its own 32 MiB
+/// cache and reads through mmap instead of a pread per page: intake spent
+/// much of its time re-reading pages. Only the writer: on the eight read
+/// connections the same settings would multiply, and a mapped file counts
+/// in the process's resident memory.
+async fn sqlite_writer_pragmas(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    sqlite_pragmas(conn).await?;
+    conn.execute("PRAGMA cache_size=-32768; PRAGMA mmap_size=268435456;")
+        .await?;
     Ok(())
 }
 

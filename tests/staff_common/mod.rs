@@ -52,13 +52,13 @@ pub async fn enrol(app: &TestApp, email: &str, role: &str) -> StaffUser {
 /// Follows an enrolment link (path only): password, authenticator, recovery codes.
 pub async fn enrol_with_link(app: &TestApp, email: &str, path: &str) -> StaffUser {
     let c = client();
-    let (status, body, csrf) = page(&c, &app.url(&path)).await;
+    let (status, body, csrf) = page(&c, &app.url(path)).await;
     assert_eq!(status, 200, "{body}");
     let secret =
         extract(r#"<code id="totp-secret">([A-Z2-7=]+)</code>"#, &body).expect("secret shown");
     assert!(body.contains("data:image/svg+xml;base64,"), "QR code shown");
     let res = c
-        .post(app.url(&path))
+        .post(app.url(path))
         .form(&[
             ("csrf", csrf.unwrap()),
             ("password", PASSWORD.to_string()),
