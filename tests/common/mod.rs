@@ -132,7 +132,10 @@ impl Mailbox {
             let mut server = mailin_embedded::Server::new(handler);
             server
                 .with_name("mx.test")
-                .with_num_threads(4)
+                // One thread per open connection: more than lettre's pool
+                // can hold (10), so pooled idle connections never leave a
+                // new one waiting for its greeting (a 20 s send timeout).
+                .with_num_threads(16)
                 .with_tcp_listener(listener);
             let _ = server.serve();
         });
