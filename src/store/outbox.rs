@@ -18,24 +18,7 @@ pub struct NewMail<'a> {
 }
 
 pub async fn insert(conn: &mut Conn, m: &NewMail<'_>, now: i64) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO outbox (id, request_id, to_addr, template, subject, body_text, body_html, sealed_secret, \
-         status, attempts, created_at, next_attempt_at, forget_address) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9, $10)",
-    )
-    .bind(m.id)
-    .bind(m.request_id)
-    .bind(m.to_addr)
-    .bind(m.template)
-    .bind(m.subject)
-    .bind(m.body_text)
-    .bind(m.body_html)
-    .bind(m.sealed_secret)
-    .bind(now)
-    .bind(m.forget_address as i64)
-    .execute(conn)
-    .await?;
-    Ok(())
+    insert_many(conn, std::slice::from_ref(m), now).await
 }
 
 pub async fn insert_many(conn: &mut Conn, mails: &[NewMail<'_>], now: i64) -> sqlx::Result<()> {
@@ -48,8 +31,9 @@ pub async fn insert_many(conn: &mut Conn, mails: &[NewMail<'_>], now: i64) -> sq
              status, attempts, created_at, next_attempt_at, forget_address) VALUES {}",
             super::value_rows(chunk.len(), 13)
         );
-        // Not cached: one statement per batch size would crowd out the rest.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        // Only the one-row form is cached: one prepared statement per batch
+        // size would crowd out the rest.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
         for m in chunk {
             q = q
                 .bind(m.id)

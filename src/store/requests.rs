@@ -62,23 +62,7 @@ pub struct NewRequest<'a> {
 }
 
 pub async fn insert(conn: &mut Conn, r: &NewRequest<'_>) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO requests (id, kind, locale, email, email_hash, status, channel, received_at, \
-         due_date, due_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $8)",
-    )
-    .bind(r.id)
-    .bind(r.kind.as_str())
-    .bind(r.locale)
-    .bind(r.email)
-    .bind(r.email_hash)
-    .bind(Status::AwaitingVerification.as_str())
-    .bind(r.channel)
-    .bind(r.received_at)
-    .bind(r.due_date)
-    .bind(r.due_at)
-    .execute(conn)
-    .await?;
-    Ok(())
+    insert_many(conn, std::slice::from_ref(r)).await
 }
 
 /// Many new requests in one statement (the intake writer's batch).
@@ -89,8 +73,9 @@ pub async fn insert_many(conn: &mut Conn, rows: &[NewRequest<'_>]) -> sqlx::Resu
              due_date, due_at, updated_at) VALUES {}",
             super::value_rows(chunk.len(), 11)
         );
-        // Not cached: one statement per batch size would crowd out the rest.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        // Only the one-row form is cached: one prepared statement per batch
+        // size would crowd out the rest.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
         for r in chunk {
             q = q
                 .bind(r.id)

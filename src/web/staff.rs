@@ -1329,6 +1329,26 @@ async fn members_post(
     Ok(render(&state, status, "staff/members.html", &ctx))
 }
 
+/// An admin's action on another member's account. Never on one's own:
+/// disabling or resetting it would end the very session doing it, with no
+/// way back in.
+async fn admin_acting_on_other(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    session: &Session,
+    member_id: &str,
+    csrf: &str,
+) -> Result<(Locale, staff::StaffRow), Fail> {
+    let locale = ui_locale(req, session);
+    let me = current(state, session).await?;
+    require_admin(&me, state, locale)?;
+    check_csrf(state, session, locale, csrf)?;
+    if member_id == me.id {
+        return Err(Fail::Err(WorkflowError::Forbidden, locale, state.clone()));
+    }
+    Ok((locale, me))
+}
+
 async fn member_disable(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -1336,13 +1356,7 @@ async fn member_disable(
     path: web::Path<String>,
     form: web::Form<CsrfOnly>,
 ) -> Page {
-    let locale = ui_locale(&req, &session);
-    let me = current(&state, &session).await?;
-    require_admin(&me, &state, locale)?;
-    check_csrf(&state, &session, locale, &form.csrf)?;
-    if *path == me.id {
-        return Err(Fail::Err(WorkflowError::Forbidden, locale, state.clone()));
-    }
+    let (locale, me) = admin_acting_on_other(&state, &req, &session, &path, &form.csrf).await?;
     staff_auth::set_disabled(&state, &path, true, &staff_auth::actor(&me.id))
         .await
         .map_err(fail(&state, locale))?;
@@ -1356,14 +1370,7 @@ async fn member_reset(
     path: web::Path<String>,
     form: web::Form<CsrfOnly>,
 ) -> Page {
-    let locale = ui_locale(&req, &session);
-    let me = current(&state, &session).await?;
-    require_admin(&me, &state, locale)?;
-    check_csrf(&state, &session, locale, &form.csrf)?;
-    // Resetting oneself would end the session doing it, with no way back in.
-    if *path == me.id {
-        return Err(Fail::Err(WorkflowError::Forbidden, locale, state.clone()));
-    }
+    let (locale, me) = admin_acting_on_other(&state, &req, &session, &path, &form.csrf).await?;
     let member = staff::by_id(&state.db, &path)
         .await
         .map_err(|e| Fail::Err(e.into(), locale, state.clone()))?
