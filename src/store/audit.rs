@@ -85,8 +85,7 @@ pub async fn record_many(conn: &mut Conn, events: &[(i64, Event<'_>)]) -> sqlx::
              VALUES {}",
             super::value_rows(chunk.len(), 9)
         );
-        // Not cached: one statement per batch size would crowd out the rest.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let mut q = super::insert_query(sql, chunk.len());
         for (at, e, prev, detail, hash) in chunk {
             q = q
                 .bind(e.request_id)
@@ -130,34 +129,7 @@ async fn chain_head(conn: &mut Conn) -> sqlx::Result<String> {
 }
 
 pub async fn record(conn: &mut Conn, at: i64, e: Event<'_>) -> sqlx::Result<()> {
-    let prev = chain_head(conn).await?;
-    let detail = e.detail.to_string();
-    let hash = event_hash(
-        &prev,
-        e.request_id,
-        at,
-        e.actor,
-        e.action,
-        e.from_status,
-        e.to_status,
-        &detail,
-    );
-    sqlx::query(
-        "INSERT INTO audit_events (request_id, at, actor, action, from_status, to_status, detail, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(e.request_id)
-    .bind(at)
-    .bind(e.actor)
-    .bind(e.action)
-    .bind(e.from_status)
-    .bind(e.to_status)
-    .bind(detail)
-    .bind(prev)
-    .bind(hash)
-    .execute(conn)
-    .await?;
-    Ok(())
+    record_many(conn, &[(at, e)]).await
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]

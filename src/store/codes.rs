@@ -14,19 +14,18 @@ pub async fn insert(
         .bind(request_id)
         .execute(&mut *conn)
         .await?;
-    sqlx::query(
-        "INSERT INTO verification_codes (id, request_id, email_hash, code_hash, created_at, expires_at, attempts, state) \
-         VALUES ($1, $2, $3, $4, $5, $6, 0, 'active')",
+    insert_first_many(
+        conn,
+        &[NewCode {
+            id: id.to_string(),
+            request_id,
+            email_hash,
+            code_hash,
+            created_at: now,
+            expires_at,
+        }],
     )
-    .bind(id)
-    .bind(request_id)
-    .bind(email_hash)
-    .bind(code_hash)
-    .bind(now)
-    .bind(expires_at)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Codes sent to an address since `since`, across all its requests.
@@ -61,8 +60,7 @@ pub async fn insert_first_many(conn: &mut Conn, rows: &[NewCode<'_>]) -> sqlx::R
              VALUES {}",
             super::value_rows(chunk.len(), 8)
         );
-        // Not cached: one statement per batch size would crowd out the rest.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let mut q = super::insert_query(sql, chunk.len());
         for r in chunk {
             q = q
                 .bind(r.id.as_str())

@@ -142,6 +142,16 @@ pub fn chunks_by_size<T>(rows: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
     out
 }
 
+/// A multi-row INSERT of `rows` rows. Only the one-row form is kept as a
+/// prepared statement: one per batch size would crowd out the rest of
+/// sqlx's statement cache.
+pub fn insert_query<'q>(
+    sql: String,
+    rows: usize,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(rows == 1)
+}
+
 /// `($1, $2, …), ($k+1, …)` for a multi-row INSERT of `rows` rows of
 /// `width` values each (both backends accept `$n` through sqlx's Any driver).
 pub fn value_rows(rows: usize, width: usize) -> String {

@@ -31,9 +31,7 @@ pub async fn insert_many(conn: &mut Conn, mails: &[NewMail<'_>], now: i64) -> sq
              status, attempts, created_at, next_attempt_at, forget_address) VALUES {}",
             super::value_rows(chunk.len(), 13)
         );
-        // Only the one-row form is cached: one prepared statement per batch
-        // size would crowd out the rest.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
+        let mut q = super::insert_query(sql, chunk.len());
         for m in chunk {
             q = q
                 .bind(m.id)

@@ -73,9 +73,7 @@ pub async fn insert_many(conn: &mut Conn, rows: &[NewRequest<'_>]) -> sqlx::Resu
              due_date, due_at, updated_at) VALUES {}",
             super::value_rows(chunk.len(), 11)
         );
-        // Only the one-row form is cached: one prepared statement per batch
-        // size would crowd out the rest.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
+        let mut q = super::insert_query(sql, chunk.len());
         for r in chunk {
             q = q
                 .bind(r.id)

@@ -207,18 +207,31 @@ pub async fn add(state: &AppState, raw_email: &str, role: &str, by: &str) -> WRe
     audit::record(
         &mut tx,
         now,
-        audit::Event {
-            request_id: None,
-            actor: by,
-            action: "staff_added",
-            from_status: None,
-            to_status: None,
-            detail: serde_json::json!({"staff_id": id, "role": role}),
-        },
+        staff_event(
+            by,
+            "staff_added",
+            serde_json::json!({"staff_id": id, "role": role}),
+        ),
     )
     .await?;
     tx.commit().await?;
-    Ok(format!("{}/staff/enrol/{}", state.settings.base_url, token))
+    Ok(enrol_link(state, &token))
+}
+
+fn enrol_link(state: &AppState, token: &str) -> String {
+    format!("{}/staff/enrol/{}", state.settings.base_url, token)
+}
+
+/// An audit event about staff accounts (no request).
+fn staff_event<'a>(actor: &'a str, action: &'a str, detail: serde_json::Value) -> audit::Event<'a> {
+    audit::Event {
+        request_id: None,
+        actor,
+        action,
+        from_status: None,
+        to_status: None,
+        detail,
+    }
 }
 
 /// A member lost their phone or password: the old password, authenticator
@@ -241,18 +254,11 @@ pub async fn reset_login(state: &AppState, id: &str, by: &str) -> WResult<String
     audit::record(
         &mut tx,
         now,
-        audit::Event {
-            request_id: None,
-            actor: by,
-            action: "staff_login_reset",
-            from_status: None,
-            to_status: None,
-            detail: serde_json::json!({"staff_id": id}),
-        },
+        staff_event(by, "staff_login_reset", serde_json::json!({"staff_id": id})),
     )
     .await?;
     tx.commit().await?;
-    Ok(format!("{}/staff/enrol/{}", state.settings.base_url, token))
+    Ok(enrol_link(state, &token))
 }
 
 pub async fn set_disabled(state: &AppState, id: &str, disabled: bool, by: &str) -> WResult<()> {
@@ -264,18 +270,15 @@ pub async fn set_disabled(state: &AppState, id: &str, disabled: bool, by: &str) 
     audit::record(
         &mut tx,
         now,
-        audit::Event {
-            request_id: None,
-            actor: by,
-            action: if disabled {
+        staff_event(
+            by,
+            if disabled {
                 "staff_disabled"
             } else {
                 "staff_enabled"
             },
-            from_status: None,
-            to_status: None,
-            detail: serde_json::json!({"staff_id": id}),
-        },
+            serde_json::json!({"staff_id": id}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -431,14 +434,11 @@ pub async fn enrol_finish(
     audit::record(
         &mut tx,
         now,
-        audit::Event {
-            request_id: None,
-            actor: &actor(&e.id),
-            action: "staff_enrolled",
-            from_status: None,
-            to_status: None,
-            detail: serde_json::json!({"staff_id": e.id, "recovery_codes": RECOVERY_CODES}),
-        },
+        staff_event(
+            &actor(&e.id),
+            "staff_enrolled",
+            serde_json::json!({"staff_id": e.id, "recovery_codes": RECOVERY_CODES}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -492,14 +492,11 @@ pub async fn login(
         audit::record(
             &mut tx,
             now,
-            audit::Event {
-                request_id: None,
-                actor: &actor(&m.id),
-                action: "staff_login_failed",
-                from_status: None,
-                to_status: None,
-                detail: serde_json::json!({"failures": failures, "locked_seconds": wait}),
-            },
+            staff_event(
+                &actor(&m.id),
+                "staff_login_failed",
+                serde_json::json!({"failures": failures, "locked_seconds": wait}),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -509,14 +506,7 @@ pub async fn login(
     audit::record(
         &mut tx,
         now,
-        audit::Event {
-            request_id: None,
-            actor: &actor(&m.id),
-            action: "staff_login",
-            from_status: None,
-            to_status: None,
-            detail: serde_json::json!({}),
-        },
+        staff_event(&actor(&m.id), "staff_login", serde_json::json!({})),
     )
     .await?;
     tx.commit().await?;
