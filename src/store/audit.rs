@@ -79,11 +79,11 @@ pub async fn record_many(conn: &mut Conn, events: &[(i64, Event<'_>)]) -> sqlx::
         rows.push((*at, e, prev, detail, hash.clone()));
         prev = hash;
     }
-    for chunk in super::chunks_by_size(&rows, |r| 300 + r.3.len()) {
+    for chunk in super::chunks_by_size(conn, &rows, 9, |r| 300 + r.3.len()) {
         let sql = format!(
             "INSERT INTO audit_events (request_id, at, actor, action, from_status, to_status, detail, prev_hash, hash) \
              VALUES {}",
-            super::value_rows(chunk.len(), 9)
+            super::value_rows(conn, chunk.len(), 9)
         );
         let mut q = super::insert_query(sql, chunk.len());
         for (at, e, prev, detail, hash) in chunk {

@@ -54,11 +54,11 @@ pub struct NewCode<'a> {
 }
 
 pub async fn insert_first_many(conn: &mut Conn, rows: &[NewCode<'_>]) -> sqlx::Result<()> {
-    for chunk in super::chunks_by_size(rows, |_| 250) {
+    for chunk in super::chunks_by_size(conn, rows, 8, |_| 250) {
         let sql = format!(
             "INSERT INTO verification_codes (id, request_id, email_hash, code_hash, created_at, expires_at, attempts, state) \
              VALUES {}",
-            super::value_rows(chunk.len(), 8)
+            super::value_rows(conn, chunk.len(), 8)
         );
         let mut q = super::insert_query(sql, chunk.len());
         for r in chunk {
@@ -86,13 +86,11 @@ pub async fn sent_to_addresses_since(
     if email_hashes.is_empty() {
         return Ok(Default::default());
     }
-    let list: Vec<String> = (0..email_hashes.len())
-        .map(|i| format!("${}", i + 2))
-        .collect();
+    let since_param = super::params(conn, 1, 1);
     let sql = format!(
-        "SELECT email_hash, COUNT(*) FROM verification_codes WHERE created_at >= $1 AND email_hash IN ({}) \
-         GROUP BY email_hash",
-        list.join(", ")
+        "SELECT email_hash, COUNT(*) FROM verification_codes WHERE created_at >= {since_param} \
+         AND email_hash IN ({}) GROUP BY email_hash",
+        super::params(conn, 2, email_hashes.len())
     );
     let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
         .persistent(false)

@@ -53,6 +53,10 @@ impl Db {
             let write = AnyPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
+                // A ping before each batch is one more hop to SQLite's
+                // worker thread (~0.3 ms under load); a local file
+                // connection does not go stale the way a socket does.
+                .test_before_acquire(false)
                 .after_connect(|c, _| Box::pin(sqlite_writer_pragmas(c)))
                 .connect_with(opts.clone())
                 .await?;
@@ -119,12 +123,34 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Splits rows for multi-row INSERTs so that no statement carries more
-/// than about 12 KiB of values. sqlx does not set TCP_NODELAY: a message
-/// that TLS splits into two records (16 KiB each) goes out in two writes,
-/// and the second waited ~40 ms for PostgreSQL's delayed ACK (Nagle) —
-/// batched intake on PostgreSQL fell to a quarter before this limit.
-pub fn chunks_by_size<T>(rows: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+pub fn backend_of(conn: &Conn) -> Backend {
+    if conn.backend_name() == "PostgreSQL" {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
+/// Splits rows for multi-row INSERTs of `width` values per row.
+///
+/// PostgreSQL: no statement carries more than about 12 KiB of values.
+/// sqlx does not set TCP_NODELAY: a message that TLS splits into two
+/// records (16 KiB each) goes out in two writes, and the second waited
+/// ~40 ms for PostgreSQL's delayed ACK (Nagle) — batched intake on
+/// PostgreSQL fell to a quarter before this limit.
+///
+/// SQLite has no wire, so a chunk is only kept under the bound-parameter
+/// limit; every extra statement is parsed again, as they are not cached.
+pub fn chunks_by_size<'r, T>(
+    conn: &Conn,
+    rows: &'r [T],
+    width: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<&'r [T]> {
+    if backend_of(conn) == Backend::Sqlite {
+        const MAX_PARAMS: usize = 4096;
+        return rows.chunks((MAX_PARAMS / width.max(1)).max(1)).collect();
+    }
     const BUDGET: usize = 12 * 1024;
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
@@ -153,8 +179,12 @@ pub fn insert_query<'q>(
 }
 
 /// `($1, $2, …), ($k+1, …)` for a multi-row INSERT of `rows` rows of
-/// `width` values each (both backends accept `$n` through sqlx's Any driver).
-pub fn value_rows(rows: usize, width: usize) -> String {
+/// `width` values each; on SQLite plain `?`. SQLite looks numbered and
+/// named parameters up by a linear scan, both when parsing and when sqlx
+/// binds them, so a 64-row batch of `$n` spent a quarter of the writer
+/// thread's time in `strncmp`.
+pub fn value_rows(conn: &Conn, rows: usize, width: usize) -> String {
+    let numbered = backend_of(conn) == Backend::Postgres;
     let mut out = String::with_capacity(rows * width * 5);
     for r in 0..rows {
         if r > 0 {
@@ -165,12 +195,32 @@ pub fn value_rows(rows: usize, width: usize) -> String {
             if c > 0 {
                 out.push_str(", ");
             }
-            out.push('$');
-            out.push_str(&(r * width + c + 1).to_string());
+            if numbered {
+                out.push('$');
+                out.push_str(&(r * width + c + 1).to_string());
+            } else {
+                out.push('?');
+            }
         }
         out.push(')');
     }
     out
+}
+
+/// `$first, $first+1, …` (`n` of them), or `?, ?, …` on SQLite (see
+/// [`value_rows`]), for an `IN (…)` list.
+pub fn params(conn: &Conn, first: usize, n: usize) -> String {
+    let numbered = backend_of(conn) == Backend::Postgres;
+    (first..first + n)
+        .map(|i| {
+            if numbered {
+                format!("${i}")
+            } else {
+                "?".to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn sqlite_pragmas(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {

@@ -25,11 +25,11 @@ pub async fn insert_many(conn: &mut Conn, mails: &[NewMail<'_>], now: i64) -> sq
     let size = |m: &NewMail<'_>| {
         m.subject.len() + m.body_text.len() + m.body_html.len() + m.to_addr.len() + 200
     };
-    for chunk in super::chunks_by_size(mails, size) {
+    for chunk in super::chunks_by_size(conn, mails, 13, size) {
         let sql = format!(
             "INSERT INTO outbox (id, request_id, to_addr, template, subject, body_text, body_html, sealed_secret, \
              status, attempts, created_at, next_attempt_at, forget_address) VALUES {}",
-            super::value_rows(chunk.len(), 13)
+            super::value_rows(conn, chunk.len(), 13)
         );
         let mut q = super::insert_query(sql, chunk.len());
         for m in chunk {

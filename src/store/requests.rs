@@ -67,11 +67,11 @@ pub async fn insert(conn: &mut Conn, r: &NewRequest<'_>) -> sqlx::Result<()> {
 
 /// Many new requests in one statement (the intake writer's batch).
 pub async fn insert_many(conn: &mut Conn, rows: &[NewRequest<'_>]) -> sqlx::Result<()> {
-    for chunk in super::chunks_by_size(rows, |r| 200 + r.email.len()) {
+    for chunk in super::chunks_by_size(conn, rows, 11, |r| 200 + r.email.len()) {
         let sql = format!(
             "INSERT INTO requests (id, kind, locale, email, email_hash, status, channel, received_at, \
              due_date, due_at, updated_at) VALUES {}",
-            super::value_rows(chunk.len(), 11)
+            super::value_rows(conn, chunk.len(), 11)
         );
         let mut q = super::insert_query(sql, chunk.len());
         for r in chunk {
