@@ -62,6 +62,25 @@ pub async fn record_many(conn: &mut Conn, events: &[(i64, Event<'_>)]) -> sqlx::
     if events.is_empty() {
         return Ok(());
     }
+    let rows = chained(conn, events).await?;
+    super::insert_rows(conn, &rows).await
+}
+
+/// An event with its place in the chain, ready to insert.
+struct ChainedEvent<'e, 'a> {
+    at: i64,
+    event: &'e Event<'a>,
+    detail: String,
+    prev: String,
+    hash: String,
+}
+
+/// Locks the chain and links `events` to its head, in slice order. They
+/// must be inserted in this transaction, in this order.
+async fn chained<'e, 'a>(
+    conn: &mut Conn,
+    events: &'e [(i64, Event<'a>)],
+) -> sqlx::Result<Vec<ChainedEvent<'e, 'a>>> {
     let mut prev = chain_head(conn).await?;
     let mut rows = Vec::with_capacity(events.len());
     for (at, e) in events {
@@ -76,31 +95,38 @@ pub async fn record_many(conn: &mut Conn, events: &[(i64, Event<'_>)]) -> sqlx::
             e.to_status,
             &detail,
         );
-        rows.push((*at, e, prev, detail, hash.clone()));
+        rows.push(ChainedEvent {
+            at: *at,
+            event: e,
+            detail,
+            prev,
+            hash: hash.clone(),
+        });
         prev = hash;
     }
-    for chunk in super::chunks_by_size(conn, &rows, 9, |r| 300 + r.3.len()) {
-        let sql = format!(
-            "INSERT INTO audit_events (request_id, at, actor, action, from_status, to_status, detail, prev_hash, hash) \
-             VALUES {}",
-            super::value_rows(conn, chunk.len(), 9)
-        );
-        let mut q = super::insert_query(sql, chunk.len());
-        for (at, e, prev, detail, hash) in chunk {
-            q = q
-                .bind(e.request_id)
-                .bind(*at)
-                .bind(e.actor)
-                .bind(e.action)
-                .bind(e.from_status)
-                .bind(e.to_status)
-                .bind(detail.as_str())
-                .bind(prev.as_str())
-                .bind(hash.as_str());
-        }
-        q.execute(&mut *conn).await?;
+    Ok(rows)
+}
+
+impl super::InsertRow for ChainedEvent<'_, '_> {
+    const HEAD: &'static str =
+        "INSERT INTO audit_events (request_id, at, actor, action, from_status, \
+        to_status, detail, prev_hash, hash) VALUES ";
+    const WIDTH: usize = 9;
+    fn size(&self) -> usize {
+        300 + self.detail.len()
     }
-    Ok(())
+    fn bind<'q>(&self, q: super::AnyQuery<'q>) -> super::AnyQuery<'q> {
+        let e = self.event;
+        q.bind(e.request_id)
+            .bind(self.at)
+            .bind(e.actor)
+            .bind(e.action)
+            .bind(e.from_status)
+            .bind(e.to_status)
+            .bind(self.detail.as_str())
+            .bind(self.prev.as_str())
+            .bind(self.hash.as_str())
+    }
 }
 
 /// Takes the chain's lock until the transaction ends (PostgreSQL; SQLite

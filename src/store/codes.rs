@@ -54,27 +54,27 @@ pub struct NewCode<'a> {
 }
 
 pub async fn insert_first_many(conn: &mut Conn, rows: &[NewCode<'_>]) -> sqlx::Result<()> {
-    for chunk in super::chunks_by_size(conn, rows, 8, |_| 250) {
-        let sql = format!(
-            "INSERT INTO verification_codes (id, request_id, email_hash, code_hash, created_at, expires_at, attempts, state) \
-             VALUES {}",
-            super::value_rows(conn, chunk.len(), 8)
-        );
-        let mut q = super::insert_query(sql, chunk.len());
-        for r in chunk {
-            q = q
-                .bind(r.id.as_str())
-                .bind(r.request_id)
-                .bind(r.email_hash)
-                .bind(r.code_hash)
-                .bind(r.created_at)
-                .bind(r.expires_at)
-                .bind(0_i64)
-                .bind("active");
-        }
-        q.execute(&mut *conn).await?;
+    super::insert_rows(conn, rows).await
+}
+
+impl super::InsertRow for NewCode<'_> {
+    const HEAD: &'static str =
+        "INSERT INTO verification_codes (id, request_id, email_hash, code_hash, \
+        created_at, expires_at, attempts, state) VALUES ";
+    const WIDTH: usize = 8;
+    fn size(&self) -> usize {
+        250
     }
-    Ok(())
+    fn bind<'q>(&self, q: super::AnyQuery<'q>) -> super::AnyQuery<'q> {
+        q.bind(self.id.as_str())
+            .bind(self.request_id)
+            .bind(self.email_hash)
+            .bind(self.code_hash)
+            .bind(self.created_at)
+            .bind(self.expires_at)
+            .bind(0_i64)
+            .bind("active")
+    }
 }
 
 /// Codes sent since `since`, per address, for many addresses at once.

@@ -123,6 +123,10 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// Bound parameters per SQLite statement we allow ourselves (SQLite's own
+/// limit is 32 766).
+const SQLITE_MAX_PARAMS: usize = 4096;
+
 pub fn backend_of(conn: &Conn) -> Backend {
     if conn.backend_name() == "PostgreSQL" {
         Backend::Postgres
@@ -148,8 +152,9 @@ pub fn chunks_by_size<'r, T>(
     size: impl Fn(&T) -> usize,
 ) -> Vec<&'r [T]> {
     if backend_of(conn) == Backend::Sqlite {
-        const MAX_PARAMS: usize = 4096;
-        return rows.chunks((MAX_PARAMS / width.max(1)).max(1)).collect();
+        return rows
+            .chunks((SQLITE_MAX_PARAMS / width.max(1)).max(1))
+            .collect();
     }
     const BUDGET: usize = 12 * 1024;
     let mut out = Vec::new();
@@ -205,6 +210,36 @@ pub fn value_rows(conn: &Conn, rows: usize, width: usize) -> String {
         out.push(')');
     }
     out
+}
+
+pub type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// One row of a table that takes multi-row INSERTs.
+pub trait InsertRow {
+    /// `INSERT INTO table (columns…) VALUES `
+    const HEAD: &'static str;
+    /// Values per row.
+    const WIDTH: usize;
+    /// Rough bytes on the wire, for [`chunks_by_size`].
+    fn size(&self) -> usize;
+    fn bind<'q>(&self, q: AnyQuery<'q>) -> AnyQuery<'q>;
+}
+
+/// The INSERT statement for `rows` rows of `T`.
+pub fn insert_sql<T: InsertRow>(conn: &Conn, rows: usize) -> String {
+    format!("{}{}", T::HEAD, value_rows(conn, rows, T::WIDTH))
+}
+
+/// Inserts `rows` with as few statements as the backend allows.
+pub async fn insert_rows<T: InsertRow>(conn: &mut Conn, rows: &[T]) -> sqlx::Result<()> {
+    for chunk in chunks_by_size(conn, rows, T::WIDTH, T::size) {
+        let mut q = insert_query(insert_sql::<T>(conn, chunk.len()), chunk.len());
+        for r in chunk {
+            q = r.bind(q);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// `$first, $first+1, …` (`n` of them), or `?, ?, …` on SQLite (see

@@ -22,35 +22,40 @@ pub async fn insert(conn: &mut Conn, m: &NewMail<'_>, now: i64) -> sqlx::Result<
 }
 
 pub async fn insert_many(conn: &mut Conn, mails: &[NewMail<'_>], now: i64) -> sqlx::Result<()> {
-    let size = |m: &NewMail<'_>| {
+    super::insert_rows(conn, &queued(mails, now)).await
+}
+
+/// A mail as queued at `.1` (its first attempt is due at once).
+struct Queued<'m, 'a>(&'m NewMail<'a>, i64);
+
+fn queued<'m, 'a>(mails: &'m [NewMail<'a>], now: i64) -> Vec<Queued<'m, 'a>> {
+    mails.iter().map(|m| Queued(m, now)).collect()
+}
+
+impl super::InsertRow for Queued<'_, '_> {
+    const HEAD: &'static str = "INSERT INTO outbox (id, request_id, to_addr, template, subject, body_text, \
+        body_html, sealed_secret, status, attempts, created_at, next_attempt_at, forget_address) VALUES ";
+    const WIDTH: usize = 13;
+    fn size(&self) -> usize {
+        let m = self.0;
         m.subject.len() + m.body_text.len() + m.body_html.len() + m.to_addr.len() + 200
-    };
-    for chunk in super::chunks_by_size(conn, mails, 13, size) {
-        let sql = format!(
-            "INSERT INTO outbox (id, request_id, to_addr, template, subject, body_text, body_html, sealed_secret, \
-             status, attempts, created_at, next_attempt_at, forget_address) VALUES {}",
-            super::value_rows(conn, chunk.len(), 13)
-        );
-        let mut q = super::insert_query(sql, chunk.len());
-        for m in chunk {
-            q = q
-                .bind(m.id)
-                .bind(m.request_id)
-                .bind(m.to_addr)
-                .bind(m.template)
-                .bind(m.subject)
-                .bind(m.body_text)
-                .bind(m.body_html)
-                .bind(m.sealed_secret)
-                .bind("pending")
-                .bind(0_i64)
-                .bind(now)
-                .bind(now)
-                .bind(m.forget_address as i64);
-        }
-        q.execute(&mut *conn).await?;
     }
-    Ok(())
+    fn bind<'q>(&self, q: super::AnyQuery<'q>) -> super::AnyQuery<'q> {
+        let (m, now) = (self.0, self.1);
+        q.bind(m.id)
+            .bind(m.request_id)
+            .bind(m.to_addr)
+            .bind(m.template)
+            .bind(m.subject)
+            .bind(m.body_text)
+            .bind(m.body_html)
+            .bind(m.sealed_secret)
+            .bind("pending")
+            .bind(0_i64)
+            .bind(now)
+            .bind(now)
+            .bind(m.forget_address as i64)
+    }
 }
 
 #[derive(Debug, Clone, FromRow)]

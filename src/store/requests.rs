@@ -67,30 +67,30 @@ pub async fn insert(conn: &mut Conn, r: &NewRequest<'_>) -> sqlx::Result<()> {
 
 /// Many new requests in one statement (the intake writer's batch).
 pub async fn insert_many(conn: &mut Conn, rows: &[NewRequest<'_>]) -> sqlx::Result<()> {
-    for chunk in super::chunks_by_size(conn, rows, 11, |r| 200 + r.email.len()) {
-        let sql = format!(
-            "INSERT INTO requests (id, kind, locale, email, email_hash, status, channel, received_at, \
-             due_date, due_at, updated_at) VALUES {}",
-            super::value_rows(conn, chunk.len(), 11)
-        );
-        let mut q = super::insert_query(sql, chunk.len());
-        for r in chunk {
-            q = q
-                .bind(r.id)
-                .bind(r.kind.as_str())
-                .bind(r.locale)
-                .bind(r.email)
-                .bind(r.email_hash)
-                .bind(Status::AwaitingVerification.as_str())
-                .bind(r.channel)
-                .bind(r.received_at)
-                .bind(r.due_date)
-                .bind(r.due_at)
-                .bind(r.received_at);
-        }
-        q.execute(&mut *conn).await?;
+    super::insert_rows(conn, rows).await
+}
+
+impl super::InsertRow for NewRequest<'_> {
+    const HEAD: &'static str =
+        "INSERT INTO requests (id, kind, locale, email, email_hash, status, channel, \
+        received_at, due_date, due_at, updated_at) VALUES ";
+    const WIDTH: usize = 11;
+    fn size(&self) -> usize {
+        200 + self.email.len()
     }
-    Ok(())
+    fn bind<'q>(&self, q: super::AnyQuery<'q>) -> super::AnyQuery<'q> {
+        q.bind(self.id)
+            .bind(self.kind.as_str())
+            .bind(self.locale)
+            .bind(self.email)
+            .bind(self.email_hash)
+            .bind(Status::AwaitingVerification.as_str())
+            .bind(self.channel)
+            .bind(self.received_at)
+            .bind(self.due_date)
+            .bind(self.due_at)
+            .bind(self.received_at)
+    }
 }
 
 pub async fn get(db: &Db, id: &str) -> sqlx::Result<Option<RequestRow>> {
