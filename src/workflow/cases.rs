@@ -264,10 +264,14 @@ pub async fn extend(
         key,
     })?;
     let country = state.settings.company.country;
+    // Counted like the month the customer was told at verification: from
+    // receipt plus the exact time the code waited (see `register`), not
+    // with the pause rounded up to whole days, which gave a day more.
     let due = deadline::due_date(&deadline::DeadlineInput {
         country,
-        received_at: DateTime::<Utc>::from_timestamp(row.received_at, 0).unwrap_or_default(),
-        paused: chrono::Duration::seconds(row.paused_seconds),
+        received_at: DateTime::<Utc>::from_timestamp(row.received_at + row.paused_seconds, 0)
+            .unwrap_or_default(),
+        paused: chrono::Duration::zero(),
         extension_months: months as u32,
     });
     let due_at = deadline::due_instant(country, due).timestamp();

@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 
 use super::WResult;
 use crate::{
-    domain::deadline,
     store::{cases, now},
     AppState,
 };
@@ -54,7 +53,6 @@ fn day(state: &AppState, t: i64) -> String {
 }
 
 pub async fn build(state: &AppState) -> WResult<Register> {
-    let country = state.settings.company.country;
     let now = now();
     let mut rows = Vec::new();
     let mut s = Summary::default();
@@ -64,13 +62,13 @@ pub async fn build(state: &AppState) -> WResult<Register> {
         let Some(last) = batch.last() else { break };
         after = Some((last.received_at, last.id.clone()));
         for r in batch {
-            let month_due = deadline::due_date(&deadline::DeadlineInput {
-                country,
-                received_at: DateTime::<Utc>::from_timestamp(r.received_at, 0).unwrap_or_default(),
-                paused: chrono::Duration::seconds(r.paused_seconds),
-                extension_months: 0,
-            });
-            let month_due_at = deadline::due_instant(country, month_due).timestamp();
+            // The same month the customer was told at verification: it runs
+            // from receipt plus the exact time the code waited. (The
+            // whole-day rounding of `DeadlineInput::paused` would move it
+            // a day on for a code entered a second later, and a late answer
+            // could count as on time.)
+            let (_, month_due_at) =
+                super::intake::provisional_due(state, r.received_at + r.paused_seconds, 0);
             let timeliness = match r.closed_at {
                 Some(c) if c <= month_due_at => "within_month",
                 Some(c) if c <= r.due_at => "within_extension",
