@@ -828,3 +828,39 @@ async fn blocked_deletion_is_executed_from_the_case_page_once_the_blocker_is_cle
     assert!(body.contains("(done)"), "task shown as done");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_extension_counts_from_the_verified_day_not_a_day_later() {
+    let app = TestApp::spawn().await;
+    let admin = enrol(&app, "admin@kaasboer.example", "admin").await;
+    login(&app, &admin, 0).await;
+    let id = question(&app, "anna@example.nl", "nl", "Een vraag").await;
+    // Received on Tuesday 10 March 2026 at 11:59 UTC; the code was entered
+    // a minute later, still on the 10th. One month plus two of extension
+    // run to Wednesday 10 June (a working day in NL and SE alike).
+    let received = chrono::DateTime::parse_from_rfc3339("2026-03-10T11:59:00Z")
+        .unwrap()
+        .timestamp();
+    sqlx::query("UPDATE requests SET received_at = $1, paused_seconds = 60 WHERE id = $2")
+        .bind(received)
+        .bind(&id)
+        .execute(app.state().db.write())
+        .await
+        .unwrap();
+    let res = act(
+        &app,
+        &admin,
+        &id,
+        "extend",
+        &[("months", "2"), ("text", "Veel gegevens.")],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let due: String = sqlx::query_scalar("SELECT due_date FROM requests WHERE id = $1")
+        .bind(&id)
+        .fetch_one(app.state().db.read())
+        .await
+        .unwrap();
+    assert_eq!(due, "2026-06-10");
+    app.stop().await;
+}
