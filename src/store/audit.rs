@@ -133,7 +133,7 @@ impl super::InsertRow for ChainedEvent<'_, '_> {
 /// writes are serialised already). Taking it again in the same transaction
 /// is harmless.
 pub async fn lock_chain(conn: &mut Conn) -> sqlx::Result<()> {
-    if conn.backend_name() == "PostgreSQL" {
+    if super::backend_of(conn) == super::Backend::Postgres {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT pg_advisory_xact_lock({CHAIN_LOCK})"
         )))

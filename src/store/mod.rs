@@ -145,7 +145,7 @@ pub fn backend_of(conn: &Conn) -> Backend {
 ///
 /// SQLite has no wire, so a chunk is only kept under the bound-parameter
 /// limit; every extra statement is parsed again, as they are not cached.
-pub fn chunks_by_size<'r, T>(
+fn chunks_by_size<'r, T>(
     conn: &Conn,
     rows: &'r [T],
     width: usize,
@@ -176,7 +176,7 @@ pub fn chunks_by_size<'r, T>(
 /// A multi-row INSERT of `rows` rows. Only the one-row form is kept as a
 /// prepared statement: one per batch size would crowd out the rest of
 /// sqlx's statement cache.
-pub fn insert_query<'q>(
+fn insert_query<'q>(
     sql: String,
     rows: usize,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
@@ -184,32 +184,12 @@ pub fn insert_query<'q>(
 }
 
 /// `($1, $2, …), ($k+1, …)` for a multi-row INSERT of `rows` rows of
-/// `width` values each; on SQLite plain `?`. SQLite looks numbered and
-/// named parameters up by a linear scan, both when parsing and when sqlx
-/// binds them, so a 64-row batch of `$n` spent a quarter of the writer
-/// thread's time in `strncmp`.
-pub fn value_rows(conn: &Conn, rows: usize, width: usize) -> String {
-    let numbered = backend_of(conn) == Backend::Postgres;
-    let mut out = String::with_capacity(rows * width * 5);
-    for r in 0..rows {
-        if r > 0 {
-            out.push_str(", ");
-        }
-        out.push('(');
-        for c in 0..width {
-            if c > 0 {
-                out.push_str(", ");
-            }
-            if numbered {
-                out.push('$');
-                out.push_str(&(r * width + c + 1).to_string());
-            } else {
-                out.push('?');
-            }
-        }
-        out.push(')');
-    }
-    out
+/// `width` values each; on SQLite `(?, ?, …), …` (see [`params`]).
+fn value_rows(conn: &Conn, rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", params(conn, r * width + 1, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
@@ -226,7 +206,7 @@ pub trait InsertRow {
 }
 
 /// The INSERT statement for `rows` rows of `T`.
-pub fn insert_sql<T: InsertRow>(conn: &Conn, rows: usize) -> String {
+fn insert_sql<T: InsertRow>(conn: &Conn, rows: usize) -> String {
     format!("{}{}", T::HEAD, value_rows(conn, rows, T::WIDTH))
 }
 
@@ -242,8 +222,10 @@ pub async fn insert_rows<T: InsertRow>(conn: &mut Conn, rows: &[T]) -> sqlx::Res
     Ok(())
 }
 
-/// `$first, $first+1, …` (`n` of them), or `?, ?, …` on SQLite (see
-/// [`value_rows`]), for an `IN (…)` list.
+/// `$first, $first+1, …` (`n` of them), or `?, ?, …` on SQLite, which
+/// looks numbered and named parameters up by a linear scan, both when
+/// parsing and when sqlx binds them: a 64-row batch of `$n` spent a quarter
+/// of the writer thread's time in `strncmp`.
 pub fn params(conn: &Conn, first: usize, n: usize) -> String {
     let numbered = backend_of(conn) == Backend::Postgres;
     (first..first + n)

@@ -5,13 +5,13 @@
 //! Free text (reasons, replies, notes) is stored in `case_notes`, purged
 //! with the request; the audit event points to it and holds no text.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
 use tera::Context;
 
 use super::{WResult, WorkflowError};
 use crate::{
-    domain::{authority, deadline, RequestKind, Status},
+    domain::{authority, RequestKind, Status},
     mail,
     store::{self, audit, cases, requests, requests::RequestRow, staff},
     AppState,
@@ -263,19 +263,9 @@ pub async fn extend(
         field: "months",
         key,
     })?;
-    let country = state.settings.company.country;
-    // Counted like the month the customer was told at verification: from
-    // receipt plus the exact time the code waited (see `register`), not
-    // with the pause rounded up to whole days, which gave a day more.
-    let due = deadline::due_date(&deadline::DeadlineInput {
-        country,
-        received_at: DateTime::<Utc>::from_timestamp(row.received_at + row.paused_seconds, 0)
-            .unwrap_or_default(),
-        paused: chrono::Duration::zero(),
-        extension_months: months as u32,
-    });
-    let due_at = deadline::due_instant(country, due).timestamp();
-    if !cases::set_extension(&mut tx, id, months, &due.to_string(), due_at, now).await? {
+    let (due, due_at) =
+        super::intake::month_due(state, row.received_at + row.paused_seconds, months as u32);
+    if !cases::set_extension(&mut tx, id, months, &due, due_at, now).await? {
         return Err(WorkflowError::Invalid {
             field: "months",
             key: "staff.errors.already_extended",

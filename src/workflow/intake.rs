@@ -31,13 +31,19 @@ impl Channel {
     }
 }
 
-pub fn provisional_due(state: &AppState, received_at: i64, paused_secs: i64) -> (String, i64) {
+/// The due date (and its last instant) of a month plus `extension_months`
+/// counted from `clock_start`: receipt plus the exact time the code waited
+/// (`received_at + paused_seconds`), as the customer is told at
+/// verification. Everything that dates a request — intake, verification,
+/// extensions, the register — counts through here, so they cannot differ
+/// by a day.
+pub fn month_due(state: &AppState, clock_start: i64, extension_months: u32) -> (String, i64) {
     let country = state.settings.company.country;
     let due = deadline::due_date(&deadline::DeadlineInput {
         country,
-        received_at: DateTime::<Utc>::from_timestamp(received_at, 0).unwrap_or_default(),
-        paused: chrono::Duration::seconds(paused_secs),
-        extension_months: 0,
+        received_at: DateTime::<Utc>::from_timestamp(clock_start, 0).unwrap_or_default(),
+        paused: chrono::Duration::zero(),
+        extension_months,
     });
     (
         due.to_string(),
@@ -64,7 +70,7 @@ pub async fn start(
     let now = store::now();
     let email_hash = state.keys.lookup_hash(email.as_str());
     let id = crate::store::new_id();
-    let (due_date, due_at) = provisional_due(state, now, 0);
+    let (due_date, due_at) = month_due(state, now, 0);
 
     let prepared = prepare_code(state, &id, kind, &email, locale, "code")?;
     let (reply, answer) = tokio::sync::oneshot::channel();
@@ -347,7 +353,7 @@ pub async fn start_verified(
     let now = store::now();
     let id = crate::store::new_id();
     let email_hash = state.keys.lookup_hash(email.as_str());
-    let (due_date, due_at) = provisional_due(state, now, 0);
+    let (due_date, due_at) = month_due(state, now, 0);
     let token = crypto::random_token();
     let mut tx = state.db.begin().await?;
     requests::insert(

@@ -62,13 +62,9 @@ pub async fn build(state: &AppState) -> WResult<Register> {
         let Some(last) = batch.last() else { break };
         after = Some((last.received_at, last.id.clone()));
         for r in batch {
-            // The same month the customer was told at verification: it runs
-            // from receipt plus the exact time the code waited. (The
-            // whole-day rounding of `DeadlineInput::paused` would move it
-            // a day on for a code entered a second later, and a late answer
-            // could count as on time.)
+            // The month the customer was told at verification.
             let (_, month_due_at) =
-                super::intake::provisional_due(state, r.received_at + r.paused_seconds, 0);
+                super::intake::month_due(state, r.received_at + r.paused_seconds, 0);
             let timeliness = match r.closed_at {
                 Some(c) if c <= month_due_at => "within_month",
                 Some(c) if c <= r.due_at => "within_extension",

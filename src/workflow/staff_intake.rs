@@ -63,7 +63,7 @@ pub async fn start(state: &AppState, input: &Input<'_>, actor: &str) -> WResult<
     };
     let email_hash = state.keys.lookup_hash(email.as_str());
     let id = crate::store::new_id();
-    let (due_date, due_at) = intake::provisional_due(state, received_at, 0);
+    let (due_date, due_at) = intake::month_due(state, received_at, 0);
 
     let mut tx = state.db.begin().await?;
     let sent = codes::sent_to_address_since(&mut tx, &email_hash, now - 3600).await?;

@@ -148,7 +148,7 @@ pub async fn check_code(state: &AppState, id: &str, raw_code: &str) -> WResult<V
     let paused = (now - pause_from).max(0);
     // = `now` for portal requests; for staff-entered ones the month runs from
     // the day of receipt plus the time the code was waiting.
-    let (due_date, due_at) = intake::provisional_due(state, req.received_at + paused, 0);
+    let (due_date, due_at) = intake::month_due(state, req.received_at + paused, 0);
     let token = crypto::random_token();
     requests::set_verified(
         &mut tx,
