@@ -376,3 +376,43 @@ fn staff_commands_print_a_link_and_a_token() {
         1
     );
 }
+
+/// Intake commits on SQLite with `synchronous=NORMAL` and flushes the log
+/// itself; every other writer must still get a connection that commits
+/// with FULL durability and SQLite's own checkpoints. Runs on a SQLite
+/// file whatever the suite's backend, since the setting exists only there.
+#[tokio::test(flavor = "multi_thread")]
+async fn intake_hands_the_write_connection_back_fully_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/intake.db", dir.path().display());
+    let app = TestApp::spawn_with(|s| s.database_url = url).await;
+    let creates = (0..40).map(|i| {
+        let app = &app;
+        async move {
+            app.create("question", &format!("burst{i}@example.org"), "en")
+                .await
+        }
+    });
+    let ids = futures_util::future::join_all(creates).await;
+    assert_eq!(ids.len(), 40);
+
+    let mut conn = app.state().db.write().acquire().await.unwrap();
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let autocheckpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(synchronous, 2, "FULL");
+    assert_eq!(autocheckpoint, 1000);
+    drop(conn);
+
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests")
+        .fetch_one(app.state().db.read())
+        .await
+        .unwrap();
+    assert_eq!(stored, 40);
+    app.stop().await;
+}

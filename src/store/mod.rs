@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod requests;
 pub mod staff;
 pub mod tasks;
+pub mod writer;
 
 use std::{str::FromStr, time::Duration};
 
@@ -35,6 +36,9 @@ pub struct Db {
     pub backend: Backend,
     read: AnyPool,
     write: AnyPool,
+    /// The SQLite database file and the URL that opens it, when there is
+    /// one (not `:memory:`).
+    sqlite_file: Option<(std::path::PathBuf, String)>,
 }
 
 static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -48,8 +52,9 @@ impl Db {
     pub async fn connect(url: &str) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
-            let url = sqlite_url(url)?;
+            let (url, sqlite_file) = sqlite_url(url)?;
             let opts = AnyConnectOptions::from_str(&url)?;
+            let sqlite_file = sqlite_file.map(|f| (f, url.clone()));
             let write = AnyPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
@@ -69,6 +74,7 @@ impl Db {
                 backend: Backend::Sqlite,
                 read,
                 write,
+                sqlite_file,
             })
         } else {
             let pool = AnyPoolOptions::new()
@@ -80,6 +86,7 @@ impl Db {
                 backend: Backend::Postgres,
                 read: pool.clone(),
                 write: pool,
+                sqlite_file: None,
             })
         }
     }
@@ -262,8 +269,9 @@ async fn sqlite_writer_pragmas(conn: &mut AnyConnection) -> Result<(), sqlx::Err
     Ok(())
 }
 
-/// Makes the file (and its folder) if missing, so `demo` works on a fresh clone.
-fn sqlite_url(url: &str) -> anyhow::Result<String> {
+/// Makes the file (and its folder) if missing, so `demo` works on a fresh
+/// clone. Returns the URL to connect with and the file, if any.
+fn sqlite_url(url: &str) -> anyhow::Result<(String, Option<std::path::PathBuf>)> {
     let rest = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
@@ -282,5 +290,7 @@ fn sqlite_url(url: &str) -> anyhow::Result<String> {
     } else {
         format!("{query}&mode=rwc")
     };
-    Ok(format!("sqlite://{path}?{query}"))
+    let file = (path != ":memory:" && !query.contains("mode=memory"))
+        .then(|| std::path::PathBuf::from(path));
+    Ok((format!("sqlite://{path}?{query}"), file))
 }

@@ -6,7 +6,10 @@ use crate::{
     crypto,
     domain::{deadline, Email, Locale, RequestKind},
     mail,
-    store::{self, audit, codes, requests},
+    store::{
+        self, audit, codes, requests,
+        writer::{SqliteDisk, WalFlush, Writer},
+    },
     AppState,
 };
 
@@ -208,30 +211,117 @@ pub struct IntakeJob {
 }
 
 /// Group commit for intake: requests that arrive while a commit is on its
-/// way to disk are written together in the next transaction, so one fsync
-/// covers many of them. Every caller still hears only after the commit that
+/// way to disk are written together in the next transaction, so one flush
+/// covers many of them. Every caller still hears only after the flush that
 /// holds its request, so a 202 is never given for something not yet stored.
 ///
 /// One writer for both backends: SQLite has a single writer anyway, and on
 /// PostgreSQL every batch holds the audit chain's lock until its commit, so
-/// parallel writers only queued behind it with smaller batches.
+/// parallel writers only queued behind it with smaller batches. While jobs
+/// keep coming the writer keeps the write connection (see
+/// `store::writer`); on SQLite the WAL is flushed on the flusher thread
+/// while the next batch is written.
 pub fn spawn_writer(db: store::Db) -> tokio::sync::mpsc::Sender<IntakeJob> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<IntakeJob>(1024);
+    let disk = SqliteDisk::for_db(&db);
+    let flusher = disk.as_ref().map(|d| spawn_flusher(d.flush.clone()));
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < 256 {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
+            let mut next = Some(first);
+            let mut writer = match Writer::acquire(&db, disk.as_ref()).await {
+                Ok(w) => w,
+                Err(e) => {
+                    let batch = collect(next.take(), &mut rx);
+                    let failed = fail_all(batch.len(), &e);
+                    reply(batch, failed);
+                    continue;
+                }
+            };
+            while next.is_some() {
+                let batch = collect(next.take(), &mut rx);
+                let outcome = write_batch(writer.conn(), &batch).await;
+                match &flusher {
+                    Some(f) => {
+                        if let Err(std::sync::mpsc::SendError((batch, _))) =
+                            f.send((batch, outcome))
+                        {
+                            let failed = fail_all(batch.len(), &"flusher stopped");
+                            reply(batch, failed);
+                        }
+                    }
+                    None => reply(batch, outcome),
+                }
+                writer.after_commit().await;
+                if !writer.should_yield() {
+                    next = rx.try_recv().ok();
                 }
             }
-            let outcome = write_batch(&db, &batch).await;
-            for (job, result) in batch.into_iter().zip(outcome) {
-                let _ = job.reply.send(result);
-            }
+            writer.release().await;
         }
     });
+    tx
+}
+
+/// `first` and whatever else is already waiting, up to 256 jobs.
+fn collect(
+    first: Option<IntakeJob>,
+    rx: &mut tokio::sync::mpsc::Receiver<IntakeJob>,
+) -> Vec<IntakeJob> {
+    let mut batch: Vec<IntakeJob> = first.into_iter().collect();
+    while batch.len() < 256 {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+fn reply(batch: Vec<IntakeJob>, outcome: Vec<WResult<()>>) {
+    for (job, result) in batch.into_iter().zip(outcome) {
+        let _ = job.reply.send(result);
+    }
+}
+
+fn fail_all(n: usize, e: &dyn std::fmt::Display) -> Vec<WResult<()>> {
+    (0..n)
+        .map(|_| {
+            Err(WorkflowError::Internal(anyhow::anyhow!(
+                "intake write failed: {e}"
+            )))
+        })
+        .collect()
+}
+
+type Committed = (Vec<IntakeJob>, Vec<WResult<()>>);
+
+/// A thread that flushes the WAL and then answers every batch committed
+/// before the flush began. Batches that pile up during one flush share the
+/// next. If the flush fails, nobody is told their request was stored.
+fn spawn_flusher(flush: WalFlush) -> std::sync::mpsc::Sender<Committed> {
+    let (tx, rx) = std::sync::mpsc::channel::<Committed>();
+    std::thread::Builder::new()
+        .name("intake-flush".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut done = vec![first];
+                done.extend(rx.try_iter());
+                let flushed = flush.flush();
+                if let Err(e) = &flushed {
+                    tracing::error!(error = %e, "flushing the write-ahead log failed");
+                }
+                for (batch, outcome) in done {
+                    match &flushed {
+                        Ok(()) => reply(batch, outcome),
+                        Err(e) => {
+                            let failed = fail_all(batch.len(), e);
+                            reply(batch, failed)
+                        }
+                    }
+                }
+            }
+        })
+        .expect("spawn the intake flusher thread");
     tx
 }
 
@@ -239,28 +329,18 @@ pub fn spawn_writer(db: store::Db) -> tokio::sync::mpsc::Sender<IntakeJob> {
 /// table, so the writer's time per request is mostly the database's own work.
 /// One result per job: a refusal (too many codes for the address) affects
 /// that job alone; a database error fails the batch, and nobody gets a 202.
-async fn write_batch(db: &store::Db, batch: &[IntakeJob]) -> Vec<WResult<()>> {
-    let fail_all = |e: &dyn std::fmt::Display| -> Vec<WResult<()>> {
-        batch
-            .iter()
-            .map(|_| {
-                Err(WorkflowError::Internal(anyhow::anyhow!(
-                    "intake write failed: {e}"
-                )))
-            })
-            .collect()
-    };
-    let mut tx = match db.begin().await {
+async fn write_batch(conn: &mut store::Conn, batch: &[IntakeJob]) -> Vec<WResult<()>> {
+    let mut tx = match sqlx::Connection::begin(&mut *conn).await {
         Ok(tx) => tx,
-        Err(e) => return fail_all(&e),
+        Err(e) => return fail_all(batch.len(), &e),
     };
     let results = match write_all(&mut tx, batch).await {
         Ok(r) => r,
-        Err(e) => return fail_all(&e),
+        Err(e) => return fail_all(batch.len(), &e),
     };
     match tx.commit().await {
         Ok(()) => results,
-        Err(e) => fail_all(&e),
+        Err(e) => fail_all(batch.len(), &e),
     }
 }
 

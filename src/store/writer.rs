@@ -1,0 +1,264 @@
+//! The intake writer's hold on the write connection, and how its commits
+//! reach the disk.
+//!
+//! Two costs sat on the single SQLite writer's path between two batches
+//! (measured per batch of ~32 requests): giving the connection back to the
+//! pool and taking it again (~1 ms: sqlx pings a connection on every
+//! release, on a spawned task), and the WAL `fdatasync` inside COMMIT.
+//! Holding the connection while jobs keep coming removes the first. For
+//! the second, the writer commits with `synchronous=NORMAL`, so COMMIT only
+//! writes the WAL, and [`WalFlush`] flushes the WAL file on another thread
+//! while the writer goes on with the next batch. Nobody hears about a
+//! request before a flush that started after its commit has returned, so a
+//! 202 still means "on disk". Other writers never see NORMAL: it is set on
+//! acquiring and put back to FULL before the connection returns to the pool,
+//! and a connection whose setting could not be restored is closed instead.
+//!
+//! The third cost was SQLite's automatic checkpoint, which runs inside the
+//! COMMIT that crosses 1 000 WAL pages: every sixth batch or so waited
+//! ~10 ms while pages were copied into the database file and it was
+//! flushed. While it holds the connection, the intake writer turns that
+//! off and [`Checkpointer`] copies pages on a connection of its own, beside
+//! the writer. A log that is copied only in the background never starts
+//! over while writes keep coming, so once it passes `WAL_RESTART_FRAMES`
+//! the writer copies the few pages not yet copied itself, between two
+//! batches, and the next batch starts the log from the beginning.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, AtomicI64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use sqlx::{pool::PoolConnection, Any, Connection, Executor};
+use tokio::sync::Notify;
+
+use super::{Backend, Conn, Db};
+
+/// How long the intake writer may keep the write connection while requests
+/// keep arriving, before it lets other writers (verification, staff, the
+/// mail worker) have a turn. The pool hands out the connection in order of
+/// asking.
+const HOLD_MAX: Duration = Duration::from_millis(50);
+
+/// WAL pages after which the writer has the log start over (64 MiB with
+/// 4 KiB pages). Larger means a rarer pause for it, and a larger file.
+const WAL_RESTART_FRAMES: i64 = 16_384;
+
+/// SQLite's own threshold, put back for the other writers.
+const SQLITE_AUTOCHECKPOINT: i64 = 1_000;
+
+/// How intake commits reach the disk on a SQLite database file.
+#[derive(Clone)]
+pub struct SqliteDisk {
+    pub flush: WalFlush,
+    pub checkpointer: Arc<Checkpointer>,
+}
+
+impl SqliteDisk {
+    /// `None` on PostgreSQL and for an in-memory SQLite database. Starts
+    /// the checkpointer.
+    pub fn for_db(db: &Db) -> Option<SqliteDisk> {
+        let flush = WalFlush::for_db(db)?;
+        let url = db.sqlite_file.as_ref()?.1.clone();
+        Some(SqliteDisk {
+            flush,
+            checkpointer: Checkpointer::spawn(url),
+        })
+    }
+}
+
+pub struct Writer {
+    conn: Option<PoolConnection<Any>>,
+    disk: Option<SqliteDisk>,
+    own_checkpoints: bool,
+    since: Instant,
+}
+
+impl Writer {
+    /// Takes the write connection. With `disk`, commits made through it
+    /// are durable only after [`WalFlush::flush`].
+    pub async fn acquire(db: &Db, disk: Option<&SqliteDisk>) -> sqlx::Result<Writer> {
+        let mut conn = db.write.acquire().await?;
+        let disk = disk.filter(|_| db.backend == Backend::Sqlite).cloned();
+        // Only leave checkpoints to the checkpointer while it is there.
+        let own_checkpoints = disk.as_ref().is_some_and(|d| !d.checkpointer.running());
+        if disk.is_some() {
+            let pragmas = if own_checkpoints {
+                "PRAGMA synchronous=NORMAL".to_string()
+            } else {
+                "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0".to_string()
+            };
+            if let Err(e) = conn.execute(sqlx::AssertSqlSafe(pragmas)).await {
+                conn.close_on_drop();
+                return Err(e);
+            }
+        }
+        Ok(Writer {
+            conn: Some(conn),
+            disk,
+            own_checkpoints,
+            since: Instant::now(),
+        })
+    }
+
+    /// After a commit: wakes the checkpointer, and when the log has grown
+    /// long, copies what it has not yet copied so the log starts over.
+    pub async fn after_commit(&mut self) {
+        let Some(disk) = &self.disk else { return };
+        if self.own_checkpoints {
+            return;
+        }
+        let ckpt = &disk.checkpointer;
+        if ckpt.frames.load(Ordering::Relaxed) < WAL_RESTART_FRAMES {
+            ckpt.wake.notify_one();
+            return;
+        }
+        let conn = self.conn.as_mut().expect("writer already released");
+        // Busy (the checkpointer is in a pass): try again after the next
+        // batch, when less will be left.
+        if let Ok((0, log, done)) =
+            sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&mut **conn)
+                .await
+        {
+            if log == done {
+                ckpt.frames.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether the writer has had the connection long enough.
+    pub fn should_yield(&self) -> bool {
+        self.since.elapsed() >= HOLD_MAX
+    }
+
+    pub fn conn(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("writer already released")
+    }
+
+    /// Gives the connection back with FULL durability (and SQLite's own
+    /// checkpoints) restored.
+    pub async fn release(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            if self.disk.is_some() {
+                let restore = format!(
+                    "PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT}"
+                );
+                if conn.execute(sqlx::AssertSqlSafe(restore)).await.is_err() {
+                    conn.close_on_drop();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Dropped without `release` (a panic, shutdown): the setting was not
+        // restored, so the connection must not serve anyone else.
+        if let Some(conn) = self.conn.as_mut() {
+            if self.disk.is_some() {
+                conn.close_on_drop();
+            }
+        }
+    }
+}
+
+/// Copies WAL pages into the database file on its own connection, woken
+/// after intake commits; PASSIVE, so it never waits for or blocks a reader
+/// or the writer.
+pub struct Checkpointer {
+    /// Pages in the log at the last pass.
+    frames: AtomicI64,
+    wake: Notify,
+    running: AtomicBool,
+}
+
+impl Checkpointer {
+    fn spawn(url: String) -> Arc<Checkpointer> {
+        let me = Arc::new(Checkpointer {
+            frames: AtomicI64::new(0),
+            wake: Notify::new(),
+            running: AtomicBool::new(false),
+        });
+        let ckpt = me.clone();
+        tokio::spawn(async move {
+            let mut conn = match sqlx::AnyConnection::connect(&url).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "checkpointer could not connect; the writer checkpoints");
+                    return;
+                }
+            };
+            if let Err(e) = conn
+                .execute("PRAGMA busy_timeout=5000; PRAGMA synchronous=FULL")
+                .await
+            {
+                tracing::warn!(error = %e, "checkpointer setup failed; the writer checkpoints");
+                return;
+            }
+            ckpt.running.store(true, Ordering::Relaxed);
+            loop {
+                tokio::select! {
+                    _ = ckpt.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&mut conn)
+                    .await
+                {
+                    Ok((_, log, _)) => ckpt.frames.store(log, Ordering::Relaxed),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "background checkpoint failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        me
+    }
+
+    fn running(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+    }
+}
+
+/// Flushes a SQLite database's WAL file to disk.
+#[derive(Clone)]
+pub struct WalFlush {
+    db_file: PathBuf,
+    wal_file: PathBuf,
+}
+
+impl WalFlush {
+    fn for_db(db: &Db) -> Option<WalFlush> {
+        let db_file = db.sqlite_file.as_ref()?.0.clone();
+        let mut wal = db_file.clone().into_os_string();
+        wal.push("-wal");
+        Some(WalFlush {
+            db_file,
+            wal_file: PathBuf::from(wal),
+        })
+    }
+
+    /// Makes every commit that returned before this call durable.
+    /// `fdatasync` works per file, not per descriptor, so a descriptor of
+    /// our own flushes what SQLite's connection wrote. The file is opened
+    /// each time so that a WAL that was deleted and made anew is the one
+    /// flushed. A missing WAL means the last connection closed, which
+    /// copies the log into the database file first; that file is flushed
+    /// then, to be sure.
+    pub fn flush(&self) -> std::io::Result<()> {
+        match std::fs::File::open(&self.wal_file) {
+            Ok(f) => f.sync_data(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::File::open(&self.db_file)?.sync_data()
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
