@@ -1,28 +1,28 @@
-//! The intake writer's hold on the write connection, and how its commits
-//! reach the disk.
+//! The intake writer's hold on the write connection, and, on SQLite, how
+//! its commits reach the disk.
 //!
-//! Two costs sat on the single SQLite writer's path between two batches
-//! (measured per batch of ~32 requests): giving the connection back to the
-//! pool and taking it again (~1 ms: sqlx pings a connection on every
-//! release, on a spawned task), and the WAL `fdatasync` inside COMMIT.
-//! Holding the connection while jobs keep coming removes the first. For
-//! the second, the writer commits with `synchronous=NORMAL`, so COMMIT only
-//! writes the WAL, and [`WalFlush`] flushes the WAL file on another thread
-//! while the writer goes on with the next batch. Nobody hears about a
-//! request before a flush that started after its commit has returned, so a
-//! 202 still means "on disk". Other writers never see NORMAL: it is set on
-//! acquiring and put back to FULL before the connection returns to the pool,
-//! and a connection whose setting could not be restored is closed instead.
+//! Per-batch timing of the single SQLite writer (batches of ~32 requests,
+//! 7.9 ms on average) showed three costs besides the SQL itself:
 //!
-//! The third cost was SQLite's automatic checkpoint, which runs inside the
-//! COMMIT that crosses 1 000 WAL pages: every sixth batch or so waited
-//! ~10 ms while pages were copied into the database file and it was
-//! flushed. While it holds the connection, the intake writer turns that
-//! off and [`Checkpointer`] copies pages on a connection of its own, beside
-//! the writer. A log that is copied only in the background never starts
-//! over while writes keep coming, so once it passes `WAL_RESTART_FRAMES`
-//! the writer copies the few pages not yet copied itself, between two
-//! batches, and the next batch starts the log from the beginning.
+//! - Giving the connection back to the pool and taking it again, ~1 ms:
+//!   sqlx pings every connection on release, on a spawned task. The writer
+//!   now keeps it while jobs keep coming (both backends).
+//! - The WAL `fdatasync` inside COMMIT. While it holds the connection the
+//!   writer commits with `synchronous=NORMAL`, so COMMIT only writes the
+//!   WAL, and [`Deferred::flush`] syncs the WAL file while the writer goes
+//!   on with the next batch. Nobody hears about a request before a flush
+//!   that started after its commit returned, so a 202 still means "on
+//!   disk". Other writers never see NORMAL: FULL is put back before the
+//!   connection returns to the pool, and a connection whose setting could
+//!   not be restored is closed instead.
+//! - SQLite's automatic checkpoint, run inside the COMMIT that crosses
+//!   1 000 WAL pages: every sixth batch or so waited ~10 ms while pages
+//!   were copied into the database file and it was synced. The writer turns
+//!   it off while it holds the connection and [`Checkpointer`] copies pages
+//!   on a connection of its own. A log copied only in the background never
+//!   starts over while writes keep coming, so once it passes
+//!   `WAL_RESTART_FRAMES` the writer copies the few pages not yet copied
+//!   itself, between two batches, and the next batch starts the log anew.
 
 use std::{
     path::PathBuf,
@@ -51,68 +51,111 @@ const WAL_RESTART_FRAMES: i64 = 16_384;
 /// SQLite's own threshold, put back for the other writers.
 const SQLITE_AUTOCHECKPOINT: i64 = 1_000;
 
-/// How intake commits reach the disk on a SQLite database file.
+/// How the intake writer's commits on a SQLite file are made durable
+/// after the fact: committed with `synchronous=NORMAL`, then made durable
+/// by [`Deferred::flush`].
 #[derive(Clone)]
-pub struct SqliteDisk {
-    pub flush: WalFlush,
-    pub checkpointer: Arc<Checkpointer>,
+pub struct Deferred {
+    flush: WalFlush,
+    checkpointer: Arc<Checkpointer>,
 }
 
-impl SqliteDisk {
-    /// `None` on PostgreSQL and for an in-memory SQLite database. Starts
-    /// the checkpointer.
-    pub fn for_db(db: &Db) -> Option<SqliteDisk> {
-        let flush = WalFlush::for_db(db)?;
-        let url = db.sqlite_file.as_ref()?.1.clone();
-        Some(SqliteDisk {
-            flush,
+impl Deferred {
+    /// `None` on PostgreSQL, where COMMIT waits for its flush: there the
+    /// same idea (`synchronous_commit=off` for intake, then one
+    /// `SELECT txid_current()` per group to flush) was measured and was
+    /// slower, 3 750 against 4 100 requests/s. Also `None` for an
+    /// in-memory SQLite database, which is never durable. Starts the
+    /// checkpointer.
+    pub fn for_db(db: &Db) -> Option<Deferred> {
+        if db.backend != Backend::Sqlite {
+            return None;
+        }
+        let (file, url) = db.sqlite_file.clone()?;
+        Some(Deferred {
+            flush: WalFlush::new(file),
             checkpointer: Checkpointer::spawn(url),
         })
+    }
+
+    /// Makes every commit that returned before this call durable.
+    pub async fn flush(&self) -> anyhow::Result<()> {
+        let flush = self.flush.clone();
+        tokio::task::spawn_blocking(move || flush.flush()).await??;
+        Ok(())
+    }
+
+    /// Session settings while the intake writer holds the connection, and
+    /// the ones that put it back as every other writer expects it.
+    fn settings(background_checkpoints: bool) -> (&'static str, String) {
+        if background_checkpoints {
+            (
+                "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0",
+                format!(
+                    "PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT}"
+                ),
+            )
+        } else {
+            (
+                "PRAGMA synchronous=NORMAL",
+                "PRAGMA synchronous=FULL".to_string(),
+            )
+        }
     }
 }
 
 pub struct Writer {
     conn: Option<PoolConnection<Any>>,
-    disk: Option<SqliteDisk>,
-    own_checkpoints: bool,
+    deferred: Option<Deferred>,
+    /// The checkpointer copies pages while the writer holds the connection.
+    background_checkpoints: bool,
+    restore: String,
     since: Instant,
 }
 
 impl Writer {
-    /// Takes the write connection. With `disk`, commits made through it
-    /// are durable only after [`WalFlush::flush`].
-    pub async fn acquire(db: &Db, disk: Option<&SqliteDisk>) -> sqlx::Result<Writer> {
+    /// Takes the write connection. With `deferred`, commits made through
+    /// it are durable only after [`Deferred::flush`].
+    pub async fn acquire(db: &Db, deferred: Option<&Deferred>) -> sqlx::Result<Writer> {
         let mut conn = db.write.acquire().await?;
-        let disk = disk.filter(|_| db.backend == Backend::Sqlite).cloned();
-        // Only leave checkpoints to the checkpointer while it is there.
-        let own_checkpoints = disk.as_ref().is_some_and(|d| !d.checkpointer.running());
-        if disk.is_some() {
-            let pragmas = if own_checkpoints {
-                "PRAGMA synchronous=NORMAL".to_string()
-            } else {
-                "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0".to_string()
-            };
-            if let Err(e) = conn.execute(sqlx::AssertSqlSafe(pragmas)).await {
+        let deferred = deferred.cloned();
+        let background_checkpoints = deferred.as_ref().is_some_and(|d| d.checkpointer.running());
+        let mut restore = String::new();
+        if deferred.is_some() {
+            let (relax, back) = Deferred::settings(background_checkpoints);
+            if let Err(e) = conn.execute(relax).await {
                 conn.close_on_drop();
                 return Err(e);
             }
+            restore = back;
         }
         Ok(Writer {
             conn: Some(conn),
-            disk,
-            own_checkpoints,
+            deferred,
+            background_checkpoints,
+            restore,
             since: Instant::now(),
         })
+    }
+
+    /// Whether the writer has had the connection long enough.
+    pub fn should_yield(&self) -> bool {
+        self.since.elapsed() >= HOLD_MAX
+    }
+
+    pub fn conn(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("writer already released")
     }
 
     /// After a commit: wakes the checkpointer, and when the log has grown
     /// long, copies what it has not yet copied so the log starts over.
     pub async fn after_commit(&mut self) {
-        let Some(disk) = &self.disk else { return };
-        if self.own_checkpoints {
+        if !self.background_checkpoints {
             return;
         }
-        let ckpt = &disk.checkpointer;
+        let Some(ckpt) = self.deferred.as_ref().map(|d| &d.checkpointer) else {
+            return;
+        };
         if ckpt.frames.load(Ordering::Relaxed) < WAL_RESTART_FRAMES {
             ckpt.wake.notify_one();
             return;
@@ -131,26 +174,17 @@ impl Writer {
         }
     }
 
-    /// Whether the writer has had the connection long enough.
-    pub fn should_yield(&self) -> bool {
-        self.since.elapsed() >= HOLD_MAX
-    }
-
-    pub fn conn(&mut self) -> &mut Conn {
-        self.conn.as_mut().expect("writer already released")
-    }
-
-    /// Gives the connection back with FULL durability (and SQLite's own
-    /// checkpoints) restored.
+    /// Gives the connection back with the usual durability (and SQLite's
+    /// own checkpoints) restored.
     pub async fn release(mut self) {
         if let Some(mut conn) = self.conn.take() {
-            if self.disk.is_some() {
-                let restore = format!(
-                    "PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT}"
-                );
-                if conn.execute(sqlx::AssertSqlSafe(restore)).await.is_err() {
-                    conn.close_on_drop();
-                }
+            if self.deferred.is_some()
+                && conn
+                    .execute(sqlx::AssertSqlSafe(std::mem::take(&mut self.restore)))
+                    .await
+                    .is_err()
+            {
+                conn.close_on_drop();
             }
         }
     }
@@ -158,10 +192,10 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        // Dropped without `release` (a panic, shutdown): the setting was not
-        // restored, so the connection must not serve anyone else.
+        // Dropped without `release` (a panic, shutdown): the settings were
+        // not restored, so the connection must not serve anyone else.
         if let Some(conn) = self.conn.as_mut() {
-            if self.disk.is_some() {
+            if self.deferred.is_some() {
                 conn.close_on_drop();
             }
         }
@@ -235,14 +269,13 @@ pub struct WalFlush {
 }
 
 impl WalFlush {
-    fn for_db(db: &Db) -> Option<WalFlush> {
-        let db_file = db.sqlite_file.as_ref()?.0.clone();
+    fn new(db_file: PathBuf) -> WalFlush {
         let mut wal = db_file.clone().into_os_string();
         wal.push("-wal");
-        Some(WalFlush {
+        WalFlush {
             db_file,
             wal_file: PathBuf::from(wal),
-        })
+        }
     }
 
     /// Makes every commit that returned before this call durable.

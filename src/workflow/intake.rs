@@ -8,7 +8,7 @@ use crate::{
     mail,
     store::{
         self, audit, codes, requests,
-        writer::{SqliteDisk, WalFlush, Writer},
+        writer::{Deferred, Writer},
     },
     AppState,
 };
@@ -218,17 +218,17 @@ pub struct IntakeJob {
 /// One writer for both backends: SQLite has a single writer anyway, and on
 /// PostgreSQL every batch holds the audit chain's lock until its commit, so
 /// parallel writers only queued behind it with smaller batches. While jobs
-/// keep coming the writer keeps the write connection (see
-/// `store::writer`); on SQLite the WAL is flushed on the flusher thread
-/// while the next batch is written.
+/// keep coming the writer keeps the write connection; on SQLite the WAL
+/// is synced by the flusher task while the next batch is written (see
+/// `store::writer`).
 pub fn spawn_writer(db: store::Db) -> tokio::sync::mpsc::Sender<IntakeJob> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<IntakeJob>(1024);
-    let disk = SqliteDisk::for_db(&db);
-    let flusher = disk.as_ref().map(|d| spawn_flusher(d.flush.clone()));
+    let deferred = Deferred::for_db(&db);
+    let flusher = deferred.clone().map(spawn_flusher);
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut next = Some(first);
-            let mut writer = match Writer::acquire(&db, disk.as_ref()).await {
+            let mut writer = match Writer::acquire(&db, deferred.as_ref()).await {
                 Ok(w) => w,
                 Err(e) => {
                     let batch = collect(next.take(), &mut rx);
@@ -242,7 +242,7 @@ pub fn spawn_writer(db: store::Db) -> tokio::sync::mpsc::Sender<IntakeJob> {
                 let outcome = write_batch(writer.conn(), &batch).await;
                 match &flusher {
                     Some(f) => {
-                        if let Err(std::sync::mpsc::SendError((batch, _))) =
+                        if let Err(tokio::sync::mpsc::error::SendError((batch, _))) =
                             f.send((batch, outcome))
                         {
                             let failed = fail_all(batch.len(), &"flusher stopped");
@@ -295,33 +295,32 @@ fn fail_all(n: usize, e: &dyn std::fmt::Display) -> Vec<WResult<()>> {
 
 type Committed = (Vec<IntakeJob>, Vec<WResult<()>>);
 
-/// A thread that flushes the WAL and then answers every batch committed
-/// before the flush began. Batches that pile up during one flush share the
-/// next. If the flush fails, nobody is told their request was stored.
-fn spawn_flusher(flush: WalFlush) -> std::sync::mpsc::Sender<Committed> {
-    let (tx, rx) = std::sync::mpsc::channel::<Committed>();
-    std::thread::Builder::new()
-        .name("intake-flush".into())
-        .spawn(move || {
-            while let Ok(first) = rx.recv() {
-                let mut done = vec![first];
-                done.extend(rx.try_iter());
-                let flushed = flush.flush();
-                if let Err(e) = &flushed {
-                    tracing::error!(error = %e, "flushing the write-ahead log failed");
-                }
-                for (batch, outcome) in done {
-                    match &flushed {
-                        Ok(()) => reply(batch, outcome),
-                        Err(e) => {
-                            let failed = fail_all(batch.len(), e);
-                            reply(batch, failed)
-                        }
+/// A task that flushes and then answers every batch committed before the
+/// flush began. Batches that pile up during one flush share the next. If
+/// the flush fails, nobody is told their request was stored.
+fn spawn_flusher(deferred: Deferred) -> tokio::sync::mpsc::UnboundedSender<Committed> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Committed>();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut done = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                done.push(more);
+            }
+            let flushed = deferred.flush().await;
+            if let Err(e) = &flushed {
+                tracing::error!(error = %e, "flushing intake commits failed");
+            }
+            for (batch, outcome) in done {
+                match &flushed {
+                    Ok(()) => reply(batch, outcome),
+                    Err(e) => {
+                        let failed = fail_all(batch.len(), e);
+                        reply(batch, failed)
                     }
                 }
             }
-        })
-        .expect("spawn the intake flusher thread");
+        }
+    });
     tx
 }
 
