@@ -31,8 +31,8 @@ pub struct AppState {
     pub client_limiter: Option<Arc<ClientLimiter>>,
     /// Filter counts of a large staff queue, reused for a few seconds.
     pub queue_counts: crate::store::cases::CountsCache,
-    /// The intake writer (group commit), see `workflow::intake::spawn_writer`.
-    pub intake: tokio::sync::mpsc::Sender<crate::workflow::intake::IntakeJob>,
+    /// The intake writers (group commit), see `workflow::intake::spawn_writers`.
+    pub intake: crate::workflow::intake::IntakeQueue,
     /// Bounds concurrent argon2 work so a login storm cannot take every
     /// blocking thread (and the CPU) from the rest of the server.
     pub password_pool: Arc<tokio::sync::Semaphore>,
@@ -45,7 +45,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let client_limiter = NonZeroU32::new(settings.client_rate_limit_per_minute)
         .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
     Ok(AppState {
-        intake: crate::workflow::intake::spawn_writer(db.clone()),
+        intake: crate::workflow::intake::spawn_writers(db.clone()),
         queue_counts: Default::default(),
         connector: Arc::new(BuiltinStore::new(
             db.clone(),

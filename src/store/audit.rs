@@ -62,6 +62,7 @@ pub async fn record_many(conn: &mut Conn, events: &[(i64, Event<'_>)]) -> sqlx::
     if events.is_empty() {
         return Ok(());
     }
+    lock_chain(conn).await?;
     let rows = chained(conn, events).await?;
     super::insert_rows(conn, &rows).await
 }
@@ -75,8 +76,8 @@ struct ChainedEvent<'e, 'a> {
     hash: String,
 }
 
-/// Locks the chain and links `events` to its head, in slice order. They
-/// must be inserted in this transaction, in this order.
+/// Links `events` to the chain's head, in slice order. The chain must be
+/// locked; they must be inserted in this transaction, in this order.
 async fn chained<'e, 'a>(
     conn: &mut Conn,
     events: &'e [(i64, Event<'a>)],
@@ -143,10 +144,9 @@ pub async fn lock_chain(conn: &mut Conn) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Locks the chain for this transaction and reads its last hash: two
-/// appends can never read the same last hash.
+/// The chain's last hash. Under the chain's lock, two appends can never
+/// read the same last hash.
 async fn chain_head(conn: &mut Conn) -> sqlx::Result<String> {
-    lock_chain(conn).await?;
     let prev: Option<Option<String>> =
         sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *conn)

@@ -90,11 +90,7 @@ pub async fn start(
         prepared,
         reply,
     };
-    state
-        .intake
-        .send(job)
-        .await
-        .map_err(|_| anyhow::anyhow!("intake writer stopped"))?;
+    state.intake.send(job).await?;
     answer
         .await
         .map_err(|_| anyhow::anyhow!("intake writer dropped the request"))??;
@@ -210,21 +206,60 @@ pub struct IntakeJob {
     reply: tokio::sync::oneshot::Sender<WResult<()>>,
 }
 
+/// Writers on PostgreSQL. A batch holds the audit chain's lock only from
+/// its audit rows to its commit, so two writers overlap the rest: the
+/// single writer spent most of each batch waiting on round trips, with
+/// PostgreSQL and the portal together using about one of the two cores.
+const POSTGRES_WRITERS: usize = 2;
+
+/// The intake writers' queues. An address always goes to the same writer,
+/// so two batches counting one address's codes never run at once.
+pub struct IntakeQueue {
+    writers: Vec<tokio::sync::mpsc::Sender<IntakeJob>>,
+}
+
+impl IntakeQueue {
+    async fn send(&self, job: IntakeJob) -> anyhow::Result<()> {
+        // The lookup hash is a keyed hash in hex: its first digits spread
+        // addresses evenly.
+        let pick = u64::from_str_radix(job.email_hash.get(..8).unwrap_or("0"), 16).unwrap_or(0)
+            as usize
+            % self.writers.len();
+        self.writers[pick]
+            .send(job)
+            .await
+            .map_err(|_| anyhow::anyhow!("intake writer stopped"))
+    }
+}
+
 /// Group commit for intake: requests that arrive while a commit is on its
 /// way to disk are written together in the next transaction, so one flush
 /// covers many of them. Every caller still hears only after the flush that
 /// holds its request, so a 202 is never given for something not yet stored.
 ///
-/// One writer for both backends: SQLite has a single writer anyway, and on
-/// PostgreSQL every batch holds the audit chain's lock until its commit, so
-/// parallel writers only queued behind it with smaller batches. While jobs
-/// keep coming the writer keeps the write connection; on SQLite the WAL
-/// is synced by the flusher task while the next batch is written (see
-/// `store::writer`).
-pub fn spawn_writer(db: store::Db) -> tokio::sync::mpsc::Sender<IntakeJob> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<IntakeJob>(1024);
+/// SQLite has one writer, as it allows only one at a time. While jobs keep
+/// coming a writer keeps its connection; on SQLite the WAL is synced by the
+/// flusher task while the next batch is written (see `store::writer`).
+pub fn spawn_writers(db: store::Db) -> IntakeQueue {
     let deferred = Deferred::for_db(&db);
     let flusher = deferred.clone().map(spawn_flusher);
+    let n = match db.backend {
+        store::Backend::Sqlite => 1,
+        store::Backend::Postgres => POSTGRES_WRITERS,
+    };
+    IntakeQueue {
+        writers: (0..n)
+            .map(|_| spawn_writer(db.clone(), deferred.clone(), flusher.clone()))
+            .collect(),
+    }
+}
+
+fn spawn_writer(
+    db: store::Db,
+    deferred: Option<Deferred>,
+    flusher: Option<tokio::sync::mpsc::UnboundedSender<Committed>>,
+) -> tokio::sync::mpsc::Sender<IntakeJob> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<IntakeJob>(1024);
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut next = Some(first);
@@ -344,11 +379,11 @@ async fn write_batch(conn: &mut store::Conn, batch: &[IntakeJob]) -> Vec<WResult
 }
 
 async fn write_all(tx: &mut store::Conn, batch: &[IntakeJob]) -> anyhow::Result<Vec<WResult<()>>> {
-    // Every batch appends to the audit chain, and on PostgreSQL holds its
-    // lock until the commit anyway. Taking it first also serialises the
-    // counting below, so two concurrent batches cannot both hand out an
-    // address's fifth code. (Commits were serialised by the chain already.)
-    audit::lock_chain(tx).await?;
+    // Codes per address are counted without a lock: an address always
+    // goes to the same writer (`IntakeQueue`), so no other batch counts it
+    // meanwhile. The audit chain's lock is taken last, by `record_many`,
+    // so another writer's batch can be written up to its audit rows
+    // while this one holds it.
     // Codes already sent per address, counted inside the transaction; the
     // batch's own requests are added as they are accepted, so several
     // requests for one address in one batch see each other.
