@@ -281,7 +281,16 @@ bench_backend() {
     case "$backend" in
         sqlite)
             if command -v sqlite3 >/dev/null 2>&1; then
+                # The WAL (kept from the killed server) is bounded: the
+                # intake writer restarts it at 64 MiB (src/store/writer.rs).
+                NOTES+=("sqlite: WAL file after the run: $(( $(stat -c %s "$TMP/bench.db-wal" 2>/dev/null || echo 0) / 1048576 )) MiB")
                 stored=$(sqlite3 "$TMP/bench.db" 'select count(*) from requests' 2>&1) || stored="error: $stored"
+                local integrity
+                integrity=$(sqlite3 "$TMP/bench.db" 'pragma quick_check' 2>&1 | head -1)
+                if [[ "$integrity" != ok ]]; then
+                    NOTES+=("sqlite: DATABASE DAMAGED after the hard stop: $integrity")
+                    FAILED=1
+                fi
             else
                 stored="n/a"
                 NOTES+=("sqlite: stored rows not counted (sqlite3 CLI not installed)")
