@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cases;
 pub mod codes;
 pub mod customers;
+mod nodelay;
 pub mod outbox;
 pub mod requests;
 pub mod staff;
@@ -77,9 +78,22 @@ impl Db {
                 sqlite_file,
             })
         } else {
+            // A host that is a path is a Unix socket: no Nagle there.
+            let tcp_port = {
+                let o = sqlx::postgres::PgConnectOptions::from_str(url)?;
+                (!o.get_host().starts_with('/')).then(|| o.get_port())
+            };
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(30))
+                .after_connect(move |_, _| {
+                    Box::pin(async move {
+                        if let Some(port) = tcp_port {
+                            nodelay::set_for_peer_port(port);
+                        }
+                        Ok(())
+                    })
+                })
                 .connect(url)
                 .await?;
             Ok(Db {
@@ -144,8 +158,9 @@ pub fn backend_of(conn: &Conn) -> Backend {
 
 /// Splits rows for multi-row INSERTs of `width` values per row.
 ///
-/// PostgreSQL: no statement carries more than about 12 KiB of values.
-/// sqlx does not set TCP_NODELAY: a message that TLS splits into two
+/// PostgreSQL: while every connection has TCP_NODELAY (see [`nodelay`]),
+/// statements are only kept under 1 MiB. Otherwise no statement carries
+/// more than about 12 KiB of values: a message that TLS splits into two
 /// records (16 KiB each) goes out in two writes, and the second waited
 /// ~40 ms for PostgreSQL's delayed ACK (Nagle) — batched intake on
 /// PostgreSQL fell to a quarter before this limit.
@@ -163,12 +178,16 @@ fn chunks_by_size<'r, T>(
             .chunks((SQLITE_MAX_PARAMS / width.max(1)).max(1))
             .collect();
     }
-    const BUDGET: usize = 12 * 1024;
+    let budget: usize = if nodelay::all_connections() {
+        1024 * 1024
+    } else {
+        12 * 1024
+    };
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, r) in rows.iter().enumerate() {
         let n = size(r) + 64;
-        if i > start && bytes + n > BUDGET {
+        if i > start && bytes + n > budget {
             out.push(&rows[start..i]);
             (start, bytes) = (i, 0);
         }
