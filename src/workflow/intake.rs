@@ -275,6 +275,13 @@ fn spawn_writer(
             while next.is_some() {
                 let batch = collect(next.take(), &mut rx);
                 let outcome = write_batch(writer.conn(), &batch).await;
+                // The whole batch failed (the database, not a limit): give
+                // the connection back, so the pool tests it and replaces
+                // it if it is broken, rather than failing the next batches
+                // on it too.
+                let failed = outcome
+                    .iter()
+                    .all(|r| matches!(r, Err(WorkflowError::Internal(_))));
                 match &flusher {
                     Some(f) => {
                         if let Err(tokio::sync::mpsc::error::SendError((batch, _))) =
@@ -287,7 +294,7 @@ fn spawn_writer(
                     None => reply(batch, outcome),
                 }
                 writer.after_commit().await;
-                if !writer.should_yield() {
+                if !failed && !writer.should_yield() {
                     next = rx.try_recv().ok();
                 }
             }
