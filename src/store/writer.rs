@@ -48,8 +48,10 @@ const HOLD_MAX: Duration = Duration::from_millis(50);
 /// 4 KiB pages). Larger means a rarer pause for it, and a larger file.
 const WAL_RESTART_FRAMES: i64 = 16_384;
 
-/// SQLite's own threshold, put back for the other writers.
-const SQLITE_AUTOCHECKPOINT: i64 = 1_000;
+/// What every other writer expects of the connection: FULL durability and
+/// SQLite's own checkpoint threshold. Put back whether or not the intake
+/// writer changed the threshold; setting it again is harmless.
+const RESTORE: &str = "PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=1000";
 
 /// How the intake writer's commits on a SQLite file are made durable
 /// after the fact: committed with `synchronous=NORMAL`, then made durable
@@ -86,21 +88,12 @@ impl Deferred {
         Ok(())
     }
 
-    /// Session settings while the intake writer holds the connection, and
-    /// the ones that put it back as every other writer expects it.
-    fn settings(background_checkpoints: bool) -> (&'static str, String) {
+    /// Session settings while the intake writer holds the connection.
+    fn relaxed(background_checkpoints: bool) -> &'static str {
         if background_checkpoints {
-            (
-                "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0",
-                format!(
-                    "PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT}"
-                ),
-            )
+            "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0"
         } else {
-            (
-                "PRAGMA synchronous=NORMAL",
-                "PRAGMA synchronous=FULL".to_string(),
-            )
+            "PRAGMA synchronous=NORMAL"
         }
     }
 }
@@ -110,7 +103,6 @@ pub struct Writer {
     deferred: Option<Deferred>,
     /// The checkpointer copies pages while the writer holds the connection.
     background_checkpoints: bool,
-    restore: String,
     since: Instant,
 }
 
@@ -121,20 +113,19 @@ impl Writer {
         let mut conn = db.write.acquire().await?;
         let deferred = deferred.cloned();
         let background_checkpoints = deferred.as_ref().is_some_and(|d| d.checkpointer.running());
-        let mut restore = String::new();
         if deferred.is_some() {
-            let (relax, back) = Deferred::settings(background_checkpoints);
-            if let Err(e) = conn.execute(relax).await {
+            if let Err(e) = conn
+                .execute(Deferred::relaxed(background_checkpoints))
+                .await
+            {
                 conn.close_on_drop();
                 return Err(e);
             }
-            restore = back;
         }
         Ok(Writer {
             conn: Some(conn),
             deferred,
             background_checkpoints,
-            restore,
             since: Instant::now(),
         })
     }
@@ -179,12 +170,7 @@ impl Writer {
     /// own checkpoints) restored.
     pub async fn release(mut self) {
         if let Some(mut conn) = self.conn.take() {
-            if self.deferred.is_some()
-                && conn
-                    .execute(sqlx::AssertSqlSafe(std::mem::take(&mut self.restore)))
-                    .await
-                    .is_err()
-            {
+            if self.deferred.is_some() && conn.execute(RESTORE).await.is_err() {
                 conn.close_on_drop();
             }
         }
@@ -229,10 +215,7 @@ impl Checkpointer {
                     return;
                 }
             };
-            if let Err(e) = conn
-                .execute("PRAGMA busy_timeout=5000; PRAGMA synchronous=FULL")
-                .await
-            {
+            if let Err(e) = super::sqlite_pragmas(&mut conn).await {
                 tracing::warn!(error = %e, "checkpointer setup failed; the writer checkpoints");
                 return;
             }
