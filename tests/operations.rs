@@ -415,3 +415,19 @@ async fn intake_hands_the_write_connection_back_fully_durable() {
     assert_eq!(stored, 40);
     app.stop().await;
 }
+
+/// Intake stores its rows in bulk (on PostgreSQL as one array per column).
+/// Text that array and SQL literals treat specially — quotes, backslashes,
+/// braces, commas, the word NULL, a line break — must reach the customer
+/// exactly as configured.
+#[tokio::test(flavor = "multi_thread")]
+async fn awkward_text_reaches_the_mail_unchanged() {
+    let name = "Kaas \"&\" Zo\\Co, {NL} NULL 't Hoekje\nB.V.";
+    let app = TestApp::spawn_with(|s| s.company.name = name.to_string()).await;
+    let email = "awkward@example.org";
+    app.create("question", email, "en").await;
+    let mail = app.mail.wait_for(email, 1).await.remove(0);
+    let text = mail.text.replace("\r\n", "\n");
+    assert!(text.contains(name), "company name changed in: {text}");
+    app.stop().await;
+}

@@ -56,8 +56,8 @@ pub fn event_hash(
 }
 
 /// Appends many events in one statement, chained in slice order (the
-/// intake writer's batch). Rows of one multi-row INSERT get their `seq` in
-/// VALUES order on both backends, which `audit verify` checks.
+/// intake writer's batch). `insert_rows` inserts in slice order, so `seq`
+/// follows the chain, which `audit verify` checks.
 pub async fn record_many(conn: &mut Conn, events: &[(i64, Event<'_>)]) -> sqlx::Result<()> {
     if events.is_empty() {
         return Ok(());
@@ -109,24 +109,24 @@ async fn chained<'e, 'a>(
 }
 
 impl super::InsertRow for ChainedEvent<'_, '_> {
-    const HEAD: &'static str =
-        "INSERT INTO audit_events (request_id, at, actor, action, from_status, \
-        to_status, detail, prev_hash, hash) VALUES ";
-    const WIDTH: usize = 9;
+    const INTO: &'static str = "INSERT INTO audit_events (request_id, at, actor, action, \
+        from_status, to_status, detail, prev_hash, hash)";
     fn size(&self) -> usize {
         300 + self.detail.len()
     }
-    fn bind<'q>(&self, q: super::AnyQuery<'q>) -> super::AnyQuery<'q> {
+    fn cells(&self) -> Vec<super::Cell<'_>> {
         let e = self.event;
-        q.bind(e.request_id)
-            .bind(self.at)
-            .bind(e.actor)
-            .bind(e.action)
-            .bind(e.from_status)
-            .bind(e.to_status)
-            .bind(self.detail.as_str())
-            .bind(self.prev.as_str())
-            .bind(self.hash.as_str())
+        vec![
+            e.request_id.into(),
+            self.at.into(),
+            e.actor.into(),
+            e.action.into(),
+            e.from_status.into(),
+            e.to_status.into(),
+            self.detail.as_str().into(),
+            self.prev.as_str().into(),
+            self.hash.as_str().into(),
+        ]
     }
 }
 

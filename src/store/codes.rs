@@ -58,22 +58,23 @@ pub async fn insert_first_many(conn: &mut Conn, rows: &[NewCode<'_>]) -> sqlx::R
 }
 
 impl super::InsertRow for NewCode<'_> {
-    const HEAD: &'static str =
+    const INTO: &'static str =
         "INSERT INTO verification_codes (id, request_id, email_hash, code_hash, \
-        created_at, expires_at, attempts, state) VALUES ";
-    const WIDTH: usize = 8;
+        created_at, expires_at, attempts, state)";
     fn size(&self) -> usize {
         250
     }
-    fn bind<'q>(&self, q: super::AnyQuery<'q>) -> super::AnyQuery<'q> {
-        q.bind(self.id.as_str())
-            .bind(self.request_id)
-            .bind(self.email_hash)
-            .bind(self.code_hash)
-            .bind(self.created_at)
-            .bind(self.expires_at)
-            .bind(0_i64)
-            .bind("active")
+    fn cells(&self) -> Vec<super::Cell<'_>> {
+        vec![
+            self.id.as_str().into(),
+            self.request_id.into(),
+            self.email_hash.into(),
+            self.code_hash.into(),
+            self.created_at.into(),
+            self.expires_at.into(),
+            0_i64.into(),
+            "active".into(),
+        ]
     }
 }
 

@@ -33,28 +33,30 @@ fn queued<'m, 'a>(mails: &'m [NewMail<'a>], now: i64) -> Vec<Queued<'m, 'a>> {
 }
 
 impl super::InsertRow for Queued<'_, '_> {
-    const HEAD: &'static str = "INSERT INTO outbox (id, request_id, to_addr, template, subject, body_text, \
-        body_html, sealed_secret, status, attempts, created_at, next_attempt_at, forget_address) VALUES ";
-    const WIDTH: usize = 13;
+    const INTO: &'static str =
+        "INSERT INTO outbox (id, request_id, to_addr, template, subject, body_text, \
+        body_html, sealed_secret, status, attempts, created_at, next_attempt_at, forget_address)";
     fn size(&self) -> usize {
         let m = self.0;
         m.subject.len() + m.body_text.len() + m.body_html.len() + m.to_addr.len() + 200
     }
-    fn bind<'q>(&self, q: super::AnyQuery<'q>) -> super::AnyQuery<'q> {
+    fn cells(&self) -> Vec<super::Cell<'_>> {
         let (m, now) = (self.0, self.1);
-        q.bind(m.id)
-            .bind(m.request_id)
-            .bind(m.to_addr)
-            .bind(m.template)
-            .bind(m.subject)
-            .bind(m.body_text)
-            .bind(m.body_html)
-            .bind(m.sealed_secret)
-            .bind("pending")
-            .bind(0_i64)
-            .bind(now)
-            .bind(now)
-            .bind(m.forget_address as i64)
+        vec![
+            m.id.into(),
+            m.request_id.into(),
+            m.to_addr.into(),
+            m.template.into(),
+            m.subject.into(),
+            m.body_text.into(),
+            m.body_html.into(),
+            m.sealed_secret.into(),
+            "pending".into(),
+            0_i64.into(),
+            now.into(),
+            now.into(),
+            (m.forget_address as i64).into(),
+        ]
     }
 }
 

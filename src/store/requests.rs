@@ -71,25 +71,26 @@ pub async fn insert_many(conn: &mut Conn, rows: &[NewRequest<'_>]) -> sqlx::Resu
 }
 
 impl super::InsertRow for NewRequest<'_> {
-    const HEAD: &'static str =
+    const INTO: &'static str =
         "INSERT INTO requests (id, kind, locale, email, email_hash, status, channel, \
-        received_at, due_date, due_at, updated_at) VALUES ";
-    const WIDTH: usize = 11;
+        received_at, due_date, due_at, updated_at)";
     fn size(&self) -> usize {
         200 + self.email.len()
     }
-    fn bind<'q>(&self, q: super::AnyQuery<'q>) -> super::AnyQuery<'q> {
-        q.bind(self.id)
-            .bind(self.kind.as_str())
-            .bind(self.locale)
-            .bind(self.email)
-            .bind(self.email_hash)
-            .bind(Status::AwaitingVerification.as_str())
-            .bind(self.channel)
-            .bind(self.received_at)
-            .bind(self.due_date)
-            .bind(self.due_at)
-            .bind(self.received_at)
+    fn cells(&self) -> Vec<super::Cell<'_>> {
+        vec![
+            self.id.into(),
+            self.kind.as_str().into(),
+            self.locale.into(),
+            self.email.into(),
+            self.email_hash.into(),
+            Status::AwaitingVerification.as_str().into(),
+            self.channel.into(),
+            self.received_at.into(),
+            self.due_date.into(),
+            self.due_at.into(),
+            self.received_at.into(),
+        ]
     }
 }
 
