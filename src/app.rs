@@ -94,6 +94,7 @@ impl Server {
             db: state.db.clone(),
             transport,
             keys: state.keys.clone(),
+            tera: state.tera.clone(),
             from: state.settings.mail_from.parse()?,
             notify: state.mail_notify.clone(),
             metrics: state.metrics.clone(),

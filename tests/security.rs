@@ -449,15 +449,17 @@ async fn pages_carry_security_headers_and_secrets_are_not_stored_in_clear() {
     let (id, token) = app.verified("question", email, "en").await;
     let code = code_in(&app.mail.to(email)[0]);
     let db = app.state().db.read();
-    let stored: Vec<(String, String)> =
-        sqlx::query_as("SELECT body_text, subject FROM outbox WHERE request_id = $1")
+    let stored: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT body_text, subject, context FROM outbox WHERE request_id = $1")
             .bind(&id)
             .fetch_all(db)
             .await
             .unwrap();
-    for (body, subject) in &stored {
+    assert!(!stored.is_empty());
+    for (body, subject, context) in &stored {
+        let context = context.as_deref().unwrap_or_default();
         assert!(
-            !body.contains(&code) && !subject.contains(&code),
+            !body.contains(&code) && !subject.contains(&code) && !context.contains(&code),
             "code stored in clear in the outbox"
         );
     }

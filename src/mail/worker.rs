@@ -21,6 +21,8 @@ pub struct Worker {
     pub db: Db,
     pub transport: Transport,
     pub keys: Arc<Keys>,
+    /// Mail is rendered at send time, from the context queued with it.
+    pub tera: tera::Tera,
     pub from: Mailbox,
     pub notify: Arc<Notify>,
     pub metrics: Arc<Metrics>,
@@ -125,7 +127,20 @@ impl Worker {
             Some(v) => s.replace(super::SECRET_PLACEHOLDER, v),
             None => s.to_string(),
         };
-        let (subject, text, html) = (fill(&m.subject), fill(&m.body_text), fill(&m.body_html));
+        let (subject, text, html) = match &m.context {
+            Some(context) => match super::render_queued(&self.tera, &m.template, context) {
+                Ok(r) => (fill(&r.subject), fill(&r.text), fill(&r.html)),
+                Err(e) => {
+                    // Templates are built in and checked when the mail is
+                    // queued: this is a bug, and retrying cannot fix it.
+                    tracing::error!(template = %m.template, error = %e, "queued mail cannot be rendered");
+                    outbox::mark_failed(&self.db, &m.id, "render_failed").await?;
+                    return Ok(Delivery::NotSent);
+                }
+            },
+            // Queued before mail was rendered at send time.
+            None => (fill(&m.subject), fill(&m.body_text), fill(&m.body_html)),
+        };
         let to: Mailbox = match to_addr.parse() {
             Ok(t) => t,
             Err(_) => {

@@ -10,6 +10,9 @@ pub struct NewMail<'a> {
     pub subject: &'a str,
     pub body_text: &'a str,
     pub body_html: &'a str,
+    /// What the worker renders `template` with at send time (JSON); the
+    /// subject and bodies are then empty.
+    pub context: Option<&'a str>,
     /// A secret (the code) sealed with the outbox key; put into the bodies
     /// only at send time and wiped once the server accepted the mail.
     pub sealed_secret: Option<&'a str>,
@@ -35,10 +38,12 @@ fn queued<'m, 'a>(mails: &'m [NewMail<'a>], now: i64) -> Vec<Queued<'m, 'a>> {
 impl super::InsertRow for Queued<'_, '_> {
     const INTO: &'static str =
         "INSERT INTO outbox (id, request_id, to_addr, template, subject, body_text, \
-        body_html, sealed_secret, status, attempts, created_at, next_attempt_at, forget_address)";
+        body_html, context, sealed_secret, status, attempts, created_at, next_attempt_at, \
+        forget_address)";
     fn size(&self) -> usize {
         let m = self.0;
-        m.subject.len() + m.body_text.len() + m.body_html.len() + m.to_addr.len() + 200
+        let context = m.context.map_or(0, str::len);
+        m.subject.len() + m.body_text.len() + m.body_html.len() + context + m.to_addr.len() + 200
     }
     fn cells(&self) -> Vec<super::Cell<'_>> {
         let (m, now) = (self.0, self.1);
@@ -50,6 +55,7 @@ impl super::InsertRow for Queued<'_, '_> {
             m.subject.into(),
             m.body_text.into(),
             m.body_html.into(),
+            m.context.into(),
             m.sealed_secret.into(),
             "pending".into(),
             0_i64.into(),
@@ -68,6 +74,7 @@ pub struct Claimed {
     pub subject: String,
     pub body_text: String,
     pub body_html: String,
+    pub context: Option<String>,
     pub sealed_secret: Option<String>,
     pub attempts: i64,
 }
@@ -84,7 +91,7 @@ pub async fn claim(db: &Db, now: i64, lease_secs: i64, limit: i64) -> sqlx::Resu
         "UPDATE outbox SET locked_until = $1, attempts = attempts + 1 WHERE id IN ( \
            SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $2 \
            AND (locked_until IS NULL OR locked_until <= $2) ORDER BY next_attempt_at LIMIT $3{skip_locked}) \
-         RETURNING id, to_addr, template, subject, body_text, body_html, sealed_secret, attempts"
+         RETURNING id, to_addr, template, subject, body_text, body_html, context, sealed_secret, attempts"
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(now + lease_secs)
