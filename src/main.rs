@@ -2,12 +2,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-// glibc's malloc spent ~4 % of the two cores in intake on consolidating and
-// unlinking chunks (many short-lived strings per request, on several
-// threads); mimalloc's per-thread free lists avoid that.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = privacy_portal::cli::Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
