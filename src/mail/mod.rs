@@ -111,10 +111,7 @@ impl Prepared {
             request_id: self.request_id.as_deref(),
             to_addr: &self.to,
             template: &self.template,
-            subject: "",
-            body_text: "",
-            body_html: "",
-            context: Some(&self.context),
+            context: &self.context,
             sealed_secret: self.sealed.as_deref(),
             forget_address: self.forget_address,
         }

@@ -7,12 +7,10 @@ pub struct NewMail<'a> {
     pub request_id: Option<&'a str>,
     pub to_addr: &'a str,
     pub template: &'a str,
-    pub subject: &'a str,
-    pub body_text: &'a str,
-    pub body_html: &'a str,
-    /// What the worker renders `template` with at send time (JSON); the
-    /// subject and bodies are then empty.
-    pub context: Option<&'a str>,
+    /// What the worker renders `template` with at send time (JSON). The
+    /// subject and body columns stay empty; they hold mail queued before
+    /// migration 0008.
+    pub context: &'a str,
     /// A secret (the code) sealed with the outbox key; put into the bodies
     /// only at send time and wiped once the server accepted the mail.
     pub sealed_secret: Option<&'a str>,
@@ -42,8 +40,7 @@ impl super::InsertRow for Queued<'_, '_> {
         forget_address)";
     fn size(&self) -> usize {
         let m = self.0;
-        let context = m.context.map_or(0, str::len);
-        m.subject.len() + m.body_text.len() + m.body_html.len() + context + m.to_addr.len() + 200
+        m.context.len() + m.to_addr.len() + 200
     }
     fn cells(&self) -> Vec<super::Cell<'_>> {
         let (m, now) = (self.0, self.1);
@@ -52,9 +49,9 @@ impl super::InsertRow for Queued<'_, '_> {
             m.request_id.into(),
             m.to_addr.into(),
             m.template.into(),
-            m.subject.into(),
-            m.body_text.into(),
-            m.body_html.into(),
+            "".into(),
+            "".into(),
+            "".into(),
             m.context.into(),
             m.sealed_secret.into(),
             "pending".into(),
