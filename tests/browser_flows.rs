@@ -377,6 +377,13 @@ async fn email_change_in_english_with_a_collision_and_option_b_with_axe() {
     option_b.click().await;
     assert_eq!(option_b.prop("checked").await, true);
     assert_eq!(option_a.prop("checked").await, false);
+    // Option B deletes the other account: its postcode and house number.
+    browser
+        .wait_for("#postcode")
+        .await
+        .send_keys("6811 AA")
+        .await;
+    browser.wait_for("#house_number").await.send_keys("3").await;
     browser.screenshot("customer-collision-en.png").await;
     browser.wait_for("#choice-submit").await.click().await;
 

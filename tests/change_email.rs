@@ -140,7 +140,7 @@ async fn collision_option_a_deletes_the_old_account() {
         &app,
         &format!("/api/v1/requests/{id}/collision-choice"),
         &token,
-        json!({"option": "A"}),
+        json!({"option": "A", "postcode": "6811aa", "house_number": "3"}),
     )
     .await;
     assert_eq!(status, 200);
@@ -213,7 +213,7 @@ async fn collision_option_b_moves_the_address_and_blockers_are_shown_to_staff() 
         &app,
         &format!("/api/v1/requests/{id}/collision-choice"),
         &token,
-        json!({"option": "B"}),
+        json!({"option": "B", "postcode": "6811 AA", "house_number": "3"}),
     )
     .await;
     assert_eq!(body["choice"], "B");
@@ -239,6 +239,18 @@ async fn collision_option_b_moves_the_address_and_blockers_are_shown_to_staff() 
         case["facts"]["blockers"][0]["reason"], "open_order",
         "{case}"
     );
+    // Both accounts were proven: each address by its code, the account that
+    // option B deletes by its own postcode and house number.
+    let proofs = &case["facts"]["proofs"];
+    assert_eq!(
+        proofs["old"]["account"], case["facts"]["old_account"],
+        "{case}"
+    );
+    assert_eq!(proofs["old"]["method"], "email_code");
+    assert_eq!(proofs["new"]["account"], case["facts"]["new_account"]);
+    assert_ne!(proofs["old"]["account"], proofs["new"]["account"]);
+    assert_eq!(proofs["knowledge"]["account"], case["facts"]["new_account"]);
+    assert_eq!(proofs["knowledge"]["result"], "matched");
 
     sqlx::query("UPDATE customer_orders SET status = 'delivered' WHERE id = 'O-6001'")
         .execute(app.state().db.write())
@@ -267,6 +279,36 @@ async fn collision_option_b_moves_the_address_and_blockers_are_shown_to_staff() 
         "the old account's history moved with the address"
     );
     app.mail.wait_for("eva.old@example.nl", 2).await;
+    // Like any erasure: proof of erasure to the erased account's address
+    // (the new one, now on the kept account) and the Art. 19 checklist.
+    let proof_subject = privacy_portal::i18n::t(
+        privacy_portal::domain::Locale::En,
+        "email.erasure_proof.subject",
+    );
+    let prefix = proof_subject.split("{{").next().unwrap().trim().to_string();
+    let mut waited = 2;
+    let proof = loop {
+        let mails = app.mail.wait_for("eva@example.nl", waited).await;
+        if let Some(m) = mails.iter().find(|m| m.subject.starts_with(&prefix)) {
+            break m.clone();
+        }
+        waited += 1;
+    };
+    assert!(
+        proof.text.contains(&privacy_portal::i18n::t(
+            privacy_portal::domain::Locale::En,
+            "delete.category.account"
+        )),
+        "{}",
+        proof.text
+    );
+    let tasks = app
+        .scalar(
+            "SELECT COUNT(*) FROM staff_tasks WHERE request_id = $1 AND kind = 'erasure_other_systems'",
+            &id,
+        )
+        .await;
+    assert_eq!(tasks, 1);
     app.stop().await;
 }
 
@@ -329,7 +371,12 @@ async fn change_with_collision_through_the_html_pages() {
     assert!(body.contains("order history"), "what each option loses");
     let res = client
         .post(app.url(&format!("{request_url}/choice")))
-        .form(&[("csrf", csrf.unwrap()), ("option", "B".into())])
+        .form(&[
+            ("csrf", csrf.unwrap()),
+            ("option", "B".into()),
+            ("postcode", "6811 AA".into()),
+            ("house_number", "3".into()),
+        ])
         .send()
         .await
         .unwrap();

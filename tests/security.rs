@@ -485,3 +485,108 @@ async fn pages_carry_security_headers_and_secrets_are_not_stored_in_clear() {
     assert_ne!(token_hash, token);
     app.stop().await;
 }
+
+/// Red team: change your own address to the victim's, get the code sent to
+/// the victim's mailbox, then choose the option that erases the victim's
+/// account. The codes prove addresses, not the right to erase an account:
+/// the victim's own postcode and house number are required, 5 tries.
+#[tokio::test(flavor = "multi_thread")]
+async fn collision_takeover_needs_the_deleted_accounts_knowledge_check() {
+    let app = TestApp::spawn().await;
+    let (attacker, victim) = ("emma@example.com", "anna@example.nl");
+    let (id, token) = app.verified("change_email", attacker, "en").await;
+    let call = |path: String, body: Value| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            let res = app
+                .client
+                .post(app.url(&path))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, _) = call(
+        format!("/api/v1/requests/{id}/submit"),
+        json!({"new_email": victim}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let code = code_in(&app.mail.wait_for(victim, 1).await[0]);
+    let (_, body) = call(
+        format!("/api/v1/requests/{id}/verify-new-email"),
+        json!({"code": code}),
+    )
+    .await;
+    assert_eq!(body["reasons"], json!(["email_in_use"]));
+
+    // Option B erases the victim's account: the attacker's own details, or
+    // none at all, do not pass.
+    let (status, body) = call(
+        format!("/api/v1/requests/{id}/collision-choice"),
+        json!({"option": "B"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("invalid_input"))
+    );
+    for left in [4, 3, 2, 1] {
+        let (status, body) = call(
+            format!("/api/v1/requests/{id}/collision-choice"),
+            json!({"option": "B", "postcode": "1071 DJ", "house_number": "22"}),
+        )
+        .await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["code"], "details_mismatch");
+        assert_eq!(body["attempts_left"], left);
+    }
+    let (status, _) = call(
+        format!("/api/v1/requests/{id}/collision-choice"),
+        json!({"option": "B", "postcode": "1071 DJ", "house_number": "22"}),
+    )
+    .await;
+    assert_eq!(status, 429);
+    // Locked: even the right details no longer record a choice.
+    let (status, _) = call(
+        format!("/api/v1/requests/{id}/collision-choice"),
+        json!({"option": "B", "postcode": "1012 AB", "house_number": "12"}),
+    )
+    .await;
+    assert_eq!(status, 429);
+
+    // Staff cannot carry out an unproven choice either.
+    let staff = app.staff_token().await;
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/staff/cases/{id}/actions")))
+        .bearer_auth(&staff)
+        .json(&json!({"action": "execute"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let owner: Option<String> =
+        sqlx::query_scalar("SELECT external_id FROM customers WHERE email = $1")
+            .bind(victim)
+            .fetch_optional(app.state().db.read())
+            .await
+            .unwrap();
+    assert_eq!(
+        owner.as_deref(),
+        Some("C-1001"),
+        "the victim keeps her account"
+    );
+    let erased: i64 = app
+        .scalar(
+            "SELECT COUNT(*) FROM customers WHERE erased_at IS NOT NULL AND external_id = $1",
+            "C-1001",
+        )
+        .await;
+    assert_eq!(erased, 0);
+    app.stop().await;
+}

@@ -192,6 +192,26 @@ pub async fn set_data(
     Ok(())
 }
 
+/// Reserves one knowledge-check try (postcode + house number) while the
+/// request is in `status`; `None` once `limit` tries are used or the status
+/// moved. Reserving before checking keeps parallel submits within the limit.
+pub async fn reserve_knowledge_try(
+    db: &Db,
+    id: &str,
+    status: Status,
+    limit: i64,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "UPDATE requests SET knowledge_attempts = knowledge_attempts + 1 \
+         WHERE id = $1 AND status = $2 AND knowledge_attempts < $3 RETURNING knowledge_attempts",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(limit)
+    .fetch_optional(db.write())
+    .await
+}
+
 /// Requests still waiting for their code after `older_than` (epoch seconds).
 pub async fn stale_unverified(db: &Db, older_than: i64, limit: i64) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(

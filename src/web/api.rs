@@ -7,6 +7,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::errors::{locale_of, ApiError};
 use crate::{
+    connector::KnowledgeClaim,
     domain::{Locale, RequestKind},
     workflow::{
         change_email, delete, intake, object, question,
@@ -317,10 +318,17 @@ async fn verify_new_email(
 pub struct ChoiceBody {
     /// A: delete the old account, keep the new one; B: delete the new account, move the new address to the old one
     option: String,
+    /// Postcode of the account the chosen option deletes (A: the old one, B: the other one)
+    #[serde(default)]
+    postcode: String,
+    /// House number of the account the chosen option deletes
+    #[serde(default)]
+    house_number: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/requests/{id}/collision-choice", request_body = ChoiceBody, security(("bearer" = [])),
-    responses((status = 200, description = "escalated: a human carries out the choice")))]
+    responses((status = 200, description = "escalated: a human carries out the choice"),
+              (status = 422, description = "details_mismatch with attempts_left: postcode and house number of the account to delete")))]
 async fn collision_choice(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -335,7 +343,11 @@ async fn collision_choice(
         },
         locale,
     ))?;
-    let row = change_email::choose(&state, &row.id, choice)
+    let claim = KnowledgeClaim {
+        postcode: &body.postcode,
+        house_number: &body.house_number,
+    };
+    let row = change_email::choose(&state, &row.id, choice, &claim)
         .await
         .map_err(|e| ApiError(e, locale))?;
     Ok(HttpResponse::Ok().json(change_view(&row)))

@@ -917,6 +917,7 @@ async fn case_context(
         (None, None) => crate::i18n::t(locale, "staff.verified_by.not_yet"),
     };
     ctx.insert("verified_by", &verified);
+    ctx.insert("proofs", &proof_lines(state, locale, row));
 
     match actions::extension_allowed(state, row) {
         Ok(()) => ctx.insert("can_extend", &true),
@@ -941,6 +942,41 @@ async fn case_context(
     ctx.insert("error_action", "");
     ctx.insert("failed_text", "");
     Ok(ctx)
+}
+
+/// An email collision's proofs as sentences: both addresses and the
+/// knowledge check of the account the choice deletes.
+fn proof_lines(state: &AppState, locale: Locale, row: &RequestRow) -> Vec<String> {
+    use crate::i18n::t_args;
+    workflow::change_email::proofs(row)
+        .iter()
+        .map(|p| {
+            let at = p.at.map(|t| datetime_of(state, t)).unwrap_or_default();
+            match p.side {
+                "knowledge" if p.method == "matched" => t_args(
+                    locale,
+                    "staff.proofs.knowledge_matched",
+                    &[
+                        ("option", p.option.as_deref().unwrap_or("")),
+                        ("account", &p.account),
+                        ("tries", &p.tries.unwrap_or(1).to_string()),
+                        ("max", &workflow::delete::KNOWLEDGE_ATTEMPTS.to_string()),
+                        ("at", &at),
+                    ],
+                ),
+                "knowledge" => crate::i18n::t(locale, "staff.proofs.knowledge_missing"),
+                side => t_args(
+                    locale,
+                    &format!("staff.proofs.{side}"),
+                    &[
+                        ("account", &p.account),
+                        ("method", &label(locale, "staff.verified_by", &p.method)),
+                        ("at", &at),
+                    ],
+                ),
+            }
+        })
+        .collect()
 }
 
 fn actor_name(locale: Locale, actor: &str, names: &BTreeMap<String, String>) -> String {

@@ -12,7 +12,7 @@ use super::{
     WResult, WorkflowError,
 };
 use crate::{
-    connector::{AccountRef, EmailChange},
+    connector::{AccountRef, EmailChange, ErasureReceipt, KnowledgeClaim},
     domain::{blockers::Blocker, Email, RequestKind, Status},
     mail,
     store::{self, audit, codes, requests, requests::RequestRow},
@@ -262,6 +262,12 @@ pub async fn verify_new_email(state: &AppState, id: &str, raw_code: &str) -> WRe
             let mut data = req.data();
             data["old_account"] = serde_json::json!(acc.id);
             data["new_account"] = serde_json::json!(other.id);
+            // What proved each side, for the staff case: the current address
+            // by the request's own check, the new one by the code just entered.
+            data["proofs"] = serde_json::json!({
+                "old": {"account": acc.id, "method": verified_method(state, id).await?, "at": req.verified_at},
+                "new": {"account": other.id, "method": "email_code", "at": now},
+            });
             requests::set_data(&mut tx, id, &data, &["email_in_use"], None).await?;
             audit::record(
                 &mut tx,
@@ -289,8 +295,9 @@ async fn finish_changed(
     new: &Email,
     from: Status,
     actor: &str,
-    choice: Option<Choice>,
+    erased: Option<Erased<'_>>,
 ) -> WResult<RequestRow> {
+    let choice = erased.as_ref().map(|e| e.choice);
     let id = req.id.as_str();
     let now = store::now();
     let locale = req.locale();
@@ -342,6 +349,18 @@ async fn finish_changed(
         )
         .await?;
     }
+    if let Some(e) = &erased {
+        // Proof of erasure to the address of the account that was erased
+        // (A: the old one; B: the new one, now on the kept account).
+        let to = match e.choice {
+            Choice::A => req.email.as_str(),
+            Choice::B => new.as_str(),
+        };
+        let mut data = req.data();
+        data["erasure"] = serde_json::to_value(e.receipt).map_err(anyhow::Error::from)?;
+        requests::set_data(&mut tx, id, &data, &[], None).await?;
+        super::delete::proof_and_checklist(state, &mut tx, req, e.receipt, to, false, now).await?;
+    }
     tx.commit().await?;
     state.mail_notify.notify_one();
     verification::get(state, id).await
@@ -369,9 +388,36 @@ fn account_to_delete(req: &RequestRow, choice: Choice) -> Option<AccountRef> {
         .map(|id| AccountRef { id: id.to_string() })
 }
 
-/// The customer's choice, recorded for staff (who carry it out). Blockers on
-/// the account to be deleted are computed now so staff see them at once.
-pub async fn choose(state: &AppState, id: &str, choice: Choice) -> WResult<RequestRow> {
+/// How the request's own address was proven (emailed code, or authenticator
+/// with postcode and house number when the mailbox was lost).
+async fn verified_method(state: &AppState, id: &str) -> WResult<String> {
+    let events = audit::for_request(&state.db, id).await?;
+    Ok(events
+        .iter()
+        .rev()
+        .find(|e| e.action == "verified")
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.detail).ok())
+        .and_then(|d| d.get("method").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "email_code".into()))
+}
+
+/// The knowledge check of the account the choice deletes, once it matched.
+fn knowledge_proof(req: &RequestRow) -> Option<serde_json::Value> {
+    let data = req.data();
+    let k = data.get("proofs")?.get("knowledge")?;
+    (k.get("result")?.as_str()? == "matched").then(|| k.clone())
+}
+
+/// The customer's choice, recorded for staff (who carry it out). Whichever
+/// account the choice deletes must pass that account's own knowledge check
+/// first (postcode and house number, 5 tries), as a deletion would: the codes
+/// prove the two addresses, not the right to erase either account.
+pub async fn choose(
+    state: &AppState,
+    id: &str,
+    choice: Choice,
+    claim: &KnowledgeClaim<'_>,
+) -> WResult<RequestRow> {
     let req = verification::get(state, id).await?;
     check_kind(&req)?;
     if req.status() != Status::Escalated || !req.reasons().iter().any(|r| r == "email_in_use") {
@@ -379,16 +425,70 @@ pub async fn choose(state: &AppState, id: &str, choice: Choice) -> WResult<Reque
             status: req.status().as_str(),
         });
     }
+    // The first proven choice stands; a repeat answers with the current state.
+    if knowledge_proof(&req).is_some() {
+        return Ok(req);
+    }
+    if claim.postcode.trim().is_empty() {
+        return Err(WorkflowError::Invalid {
+            field: "postcode",
+            key: "errors.postcode_required",
+        });
+    }
+    if claim.house_number.trim().is_empty() {
+        return Err(WorkflowError::Invalid {
+            field: "house_number",
+            key: "errors.house_number_required",
+        });
+    }
     let target = account_to_delete(&req, choice)
         .ok_or_else(|| WorkflowError::Internal(anyhow::anyhow!("collision without accounts")))?;
+    let attempts = super::delete::KNOWLEDGE_ATTEMPTS;
+    let Some(tries) =
+        requests::reserve_knowledge_try(&state.db, id, Status::Escalated, attempts).await?
+    else {
+        return Err(WorkflowError::DetailsLocked);
+    };
+    let now = store::now();
+    if !state.connector.check_knowledge(&target, claim).await? {
+        let left = attempts - tries;
+        let mut tx = state.db.begin().await?;
+        audit::record(
+            &mut tx,
+            now,
+            event(
+                id,
+                "customer",
+                "details_mismatch",
+                None,
+                None,
+                serde_json::json!({"option": choice.as_str(), "attempts_left": left}),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(if left <= 0 {
+            WorkflowError::DetailsLocked
+        } else {
+            WorkflowError::DetailsMismatch {
+                attempts_left: left,
+            }
+        });
+    }
     let blockers = state
         .connector
         .deletion_blockers(&target, Utc::now())
         .await?;
-    let now = store::now();
     let mut data = req.data();
     data["choice"] = serde_json::json!(choice.as_str());
     data["blockers"] = serde_json::to_value(&blockers).map_err(anyhow::Error::from)?;
+    data["proofs"]["knowledge"] = serde_json::json!({
+        "account": target.id,
+        "option": choice.as_str(),
+        "result": "matched",
+        "tries": tries,
+        "at": now,
+    });
     let mut tx = state.db.begin().await?;
     requests::set_data(&mut tx, id, &data, &["email_in_use"], None).await?;
     audit::record(
@@ -400,12 +500,68 @@ pub async fn choose(state: &AppState, id: &str, choice: Choice) -> WResult<Reque
             "collision_choice",
             None,
             None,
-            serde_json::json!({"option": choice.as_str()}),
+            serde_json::json!({"option": choice.as_str(), "knowledge": "matched"}),
         ),
     )
     .await?;
     tx.commit().await?;
     verification::get(state, id).await
+}
+
+/// One line of a collision case's proof, for staff: which account, proven how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proof {
+    /// `old`, `new` or `knowledge` (the check of the account the choice deletes).
+    pub side: &'static str,
+    pub account: String,
+    /// `email_code`, `totp`, `recovery_code`, `matched` or `missing`.
+    pub method: String,
+    pub at: Option<i64>,
+    pub tries: Option<i64>,
+    pub option: Option<String>,
+}
+
+/// What proved each account of an email collision, so staff see plainly
+/// that both addresses and the account to delete were checked.
+pub fn proofs(req: &RequestRow) -> Vec<Proof> {
+    let data = req.data();
+    let Some(p) = data.get("proofs") else {
+        return Vec::new();
+    };
+    let text =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let mut out = Vec::new();
+    for side in ["old", "new"] {
+        if let Some(v) = p.get(side) {
+            out.push(Proof {
+                side,
+                account: text(v, "account").unwrap_or_default(),
+                method: text(v, "method").unwrap_or_else(|| "email_code".into()),
+                at: v.get("at").and_then(|x| x.as_i64()),
+                tries: None,
+                option: None,
+            });
+        }
+    }
+    out.push(match p.get("knowledge") {
+        Some(k) => Proof {
+            side: "knowledge",
+            account: text(k, "account").unwrap_or_default(),
+            method: text(k, "result").unwrap_or_else(|| "missing".into()),
+            at: k.get("at").and_then(|x| x.as_i64()),
+            tries: k.get("tries").and_then(|x| x.as_i64()),
+            option: text(k, "option"),
+        },
+        None => Proof {
+            side: "knowledge",
+            account: String::new(),
+            method: "missing".into(),
+            at: None,
+            tries: None,
+            option: None,
+        },
+    });
+    out
 }
 
 pub fn recorded_choice(req: &RequestRow) -> Option<Choice> {
@@ -434,6 +590,16 @@ pub async fn staff_execute(
         field: "choice",
         key: "errors.choice_missing",
     })?;
+    // Without the deleted account's own knowledge check nothing is erased,
+    // whoever asks (also cases recorded before the check existed).
+    let proven = knowledge_proof(&req)
+        .and_then(|k| k.get("option").and_then(|o| o.as_str()).map(str::to_string));
+    if proven.as_deref() != Some(choice.as_str()) {
+        return Err(WorkflowError::Invalid {
+            field: "choice",
+            key: "errors.collision_unproven",
+        });
+    }
     let target = account_to_delete(&req, choice)
         .ok_or_else(|| WorkflowError::Internal(anyhow::anyhow!("collision without accounts")))?;
     let blockers: Vec<Blocker> = state
@@ -498,5 +664,15 @@ pub async fn staff_execute(
     )
     .await?;
     tx.commit().await?;
-    finish_changed(state, &req, &new, Status::Processing, actor, Some(choice)).await
+    let erased = Erased {
+        choice,
+        receipt: &receipt,
+    };
+    finish_changed(state, &req, &new, Status::Processing, actor, Some(erased)).await
+}
+
+/// A collision carried out: which option, and what the erasure left.
+struct Erased<'a> {
+    choice: Choice,
+    receipt: &'a ErasureReceipt,
 }

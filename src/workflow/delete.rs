@@ -81,15 +81,9 @@ pub async fn submit(state: &AppState, id: &str, input: &DeleteInput<'_>) -> WRes
         .ok_or(WorkflowError::NoAccount)?;
 
     let now = store::now();
-    // Reserve the try before checking, so parallel submits cannot exceed the limit.
-    let tries: Option<i64> = sqlx::query_scalar(
-        "UPDATE requests SET knowledge_attempts = knowledge_attempts + 1 \
-         WHERE id = $1 AND status = 'verified' AND knowledge_attempts < $2 RETURNING knowledge_attempts",
-    )
-    .bind(id)
-    .bind(KNOWLEDGE_ATTEMPTS)
-    .fetch_optional(state.db.write())
-    .await?;
+    let tries =
+        requests::reserve_knowledge_try(&state.db, id, Status::Verified, KNOWLEDGE_ATTEMPTS)
+            .await?;
     let Some(tries) = tries else {
         let current = super::verification::get(state, id).await?;
         return if current.status() == Status::Verified {
@@ -347,11 +341,9 @@ async fn complete(
 ) -> WResult<RequestRow> {
     let id = req.id.as_str();
     let now = store::now();
-    let locale = req.locale();
     let mut data = req.data();
     data["consent"] = serde_json::json!(true);
     data["erasure"] = serde_json::to_value(receipt).map_err(anyhow::Error::from)?;
-    let systems = &state.settings.company.other_systems;
 
     let mut tx = state.db.begin().await?;
     requests::set_status(&mut tx, id, Status::Processing, Status::Completed, now).await?;
@@ -369,7 +361,28 @@ async fn complete(
         ),
     )
     .await?;
-    super::other_systems_task(state, &mut tx, id, "erasure_other_systems", req.due_at, now).await?;
+    proof_and_checklist(state, &mut tx, req, receipt, &req.email, true, now).await?;
+    tx.commit().await?;
+    state.mail_notify.notify_one();
+    super::verification::get(state, id).await
+}
+
+/// What every erasure leaves behind, whichever flow erased the account: the
+/// Art. 19 checklist of the company's other systems for staff, and the proof
+/// of erasure to the customer listing what was deleted and what was kept.
+pub(super) async fn proof_and_checklist(
+    state: &AppState,
+    tx: &mut store::Conn,
+    req: &RequestRow,
+    receipt: &ErasureReceipt,
+    to: &str,
+    forget_address: bool,
+    now: i64,
+) -> WResult<()> {
+    let id = req.id.as_str();
+    let locale = req.locale();
+    let systems = &state.settings.company.other_systems;
+    super::other_systems_task(state, tx, id, "erasure_other_systems", req.due_at, now).await?;
     let mut ctx = Context::new();
     ctx.insert("company", &state.settings.company.name);
     ctx.insert("reference", &super::reference(id));
@@ -394,24 +407,22 @@ async fn complete(
     let others: Vec<&str> = systems.iter().map(|s| s.name.get(locale)).collect();
     ctx.insert("other_systems", &others);
     mail::enqueue(
-        &mut tx,
+        tx,
         &state.tera,
         &state.keys,
         mail::Outgoing {
             request_id: Some(id),
-            to: &req.email,
+            to,
             locale,
             template: "erasure_proof",
             ctx,
             secret: None,
-            forget_address: true,
+            forget_address,
         },
         now,
     )
     .await?;
-    tx.commit().await?;
-    state.mail_notify.notify_one();
-    super::verification::get(state, id).await
+    Ok(())
 }
 
 /// Sentences for the status page of an escalated deletion.

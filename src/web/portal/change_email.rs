@@ -11,6 +11,7 @@ use super::{
     PageResult,
 };
 use crate::{
+    connector::KnowledgeClaim,
     domain::{Locale, Status},
     store::requests::RequestRow,
     workflow::{change_email, verification, WResult, WorkflowError},
@@ -165,6 +166,10 @@ pub(super) struct ChoiceForm {
     csrf: String,
     #[serde(default)]
     option: String,
+    #[serde(default)]
+    postcode: String,
+    #[serde(default)]
+    house_number: String,
 }
 
 pub(super) async fn choice_post(
@@ -178,21 +183,45 @@ pub(super) async fn choice_post(
     let locale = lang(&state, &raw_lang)?;
     check_csrf(&state, &session, locale, &form.csrf)?;
     let row = verified_row(&state, &session, locale, &id).await?;
-    let Some(choice) = change_email::Choice::parse(&form.option) else {
-        let csrf = csrf_token(&session);
-        let mut ctx = base_context(&state, locale, &rest_of(&req), Some(&csrf));
-        ctx.insert("id", &row.id);
-        ctx.insert("kind", &row.kind);
-        ctx.insert("error", &crate::i18n::t(locale, "errors.choice_missing"));
-        return Ok(render(
-            &state,
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "portal/collision.html",
-            &ctx,
-        ));
+    let form = form.into_inner();
+    let result = match change_email::Choice::parse(&form.option) {
+        None => Err(WorkflowError::Invalid {
+            field: "option",
+            key: "errors.choice_missing",
+        }),
+        Some(choice) => {
+            let claim = KnowledgeClaim {
+                postcode: &form.postcode,
+                house_number: &form.house_number,
+            };
+            change_email::choose(&state, &id, choice, &claim)
+                .await
+                .map(|_| ())
+        }
     };
-    change_email::choose(&state, &id, choice)
-        .await
-        .map_err(|e| fail(&state, locale, e))?;
+    match result {
+        Ok(()) | Err(WorkflowError::DetailsLocked) => {}
+        Err(e @ (WorkflowError::Invalid { .. } | WorkflowError::DetailsMismatch { .. })) => {
+            // The stated details are not echoed back: pages never show them.
+            let csrf = csrf_token(&session);
+            let mut ctx = base_context(&state, locale, &rest_of(&req), Some(&csrf));
+            ctx.insert("id", &row.id);
+            ctx.insert("kind", &row.kind);
+            ctx.insert("error", &e.message(locale));
+            if let WorkflowError::Invalid { field, .. } = &e {
+                ctx.insert("error_field", field);
+            }
+            if let Some(c) = change_email::Choice::parse(&form.option) {
+                ctx.insert("chosen", c.as_str());
+            }
+            return Ok(render(
+                &state,
+                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "portal/collision.html",
+                &ctx,
+            ));
+        }
+        Err(e) => return Err(fail(&state, locale, e)),
+    }
     Ok(see_other(format!("/{}/r/{}", locale.as_str(), id)))
 }
