@@ -120,10 +120,12 @@ async fn a_lost_mailbox_is_bridged_by_the_authenticator_once_per_time_step() {
     let (status, ok) = fallback(&app, body.clone()).await;
     assert_eq!(status, 200, "{ok}");
     assert_eq!(ok["status"], "awaiting_new_email");
-    // The same code again (the same time step): refused.
-    let (status, err) = fallback(&app, body).await;
-    assert_eq!(status, 422);
-    assert_eq!(err["code"], "details_mismatch");
+    // The same code again (the same time step) proves nothing: it becomes a
+    // case for support, like any other unproven attempt, with no token.
+    let (status, again) = fallback(&app, body).await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(again["status"], "awaiting_verification");
+    assert!(again.get("token").is_none());
 
     // The new address is still proven with its own code.
     let id = ok["id"].as_str().unwrap();
@@ -162,14 +164,14 @@ async fn a_lost_mailbox_is_bridged_by_the_authenticator_once_per_time_step() {
         "new_email": "anna.fourth@example.org", "locale": "en"});
     assert_eq!(
         fallback(&app, body2).await.0,
-        422,
-        "a recovery code is single-use"
+        202,
+        "a recovery code is single-use: the second use only reaches support"
     );
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn wrong_details_say_nothing_specific_and_are_limited() {
+async fn every_attempt_counts_towards_the_limit() {
     let app = TestApp::spawn().await;
     let (secret, _) = enrol(&app, "sven@example.se").await;
     let good = totp_at(&secret, now() + 30);
@@ -177,6 +179,8 @@ async fn wrong_details_say_nothing_specific_and_are_limited() {
         ("000000", "113 51", "14"),
         (good.as_str(), "113 52", "14"),
         (good.as_str(), "113 51", "15"),
+        ("", "113 51", "14"),
+        ("000000", "1", "1"),
     ] {
         let (status, body) = fallback(
             &app,
@@ -184,31 +188,9 @@ async fn wrong_details_say_nothing_specific_and_are_limited() {
             "new_email": "sven2@example.se", "locale": "sv"}),
         )
         .await;
-        assert_eq!(status, 422);
-        assert_eq!(body["code"], "details_mismatch");
-        assert_eq!(
-            body["detail"],
-            privacy_portal::i18n::t(
-                privacy_portal::domain::Locale::Sv,
-                "errors.fallback_mismatch"
-            )
-        );
+        assert_eq!(status, 202, "{body}");
     }
-    // Unknown addresses answer the same.
-    let (status, body) = fallback(
-        &app,
-        json!({"email": "nobody@example.se", "code": "123456", "postcode": "1", "house_number": "1",
-        "new_email": "x@example.se", "locale": "sv"}),
-    )
-    .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (422, Some("details_mismatch"))
-    );
-    // Five failures for an address an hour; then even the right details wait.
-    for _ in 0..2 {
-        fallback(&app, json!({"email": "sven@example.se", "code": "000000", "postcode": "1", "house_number": "1", "new_email": "y@example.se", "locale": "sv"})).await;
-    }
+    // Five attempts for an address an hour; then even the right details wait.
     let (status, body) = fallback(
         &app,
         json!({"email": "sven@example.se", "code": good, "postcode": "113 51", "house_number": "14",
@@ -216,21 +198,135 @@ async fn wrong_details_say_nothing_specific_and_are_limited() {
     )
     .await;
     assert_eq!(status, 429, "{body}");
+    assert_eq!(body["code"], "too_many_attempts");
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn without_an_authenticator_support_is_reached_through_the_new_address() {
+async fn without_an_authenticator_support_changes_the_address_after_the_new_code() {
     let app = TestApp::spawn().await;
-    let (status, body) = fallback(&app, json!({"email": "bram@example.nl", "code": "123456", "postcode": "3511 LX", "house_number": "4a",
-        "new_email": "bram.new@example.nl", "locale": "nl"})).await;
+    let (status, body) = fallback(
+        &app,
+        json!({"email": "bram@example.nl", "code": "", "postcode": "3511 LX", "house_number": "4a",
+        "new_email": "bram.new@example.nl", "locale": "nl"}),
+    )
+    .await;
     assert_eq!(status, 202, "{body}");
-    assert_eq!(body["kind"], "question");
-    let mail = app.mail.wait_for("bram.new@example.nl", 1).await.remove(0);
-    assert!(!code_in(&mail).is_empty());
+    assert_eq!(body["kind"], "change_email");
+    let id = body["id"].as_str().unwrap().to_string();
+    // The old address hears that someone tried, in case it was not Bram.
+    let notice = app.mail.wait_for("bram@example.nl", 1).await.remove(0);
+    assert_eq!(
+        notice.subject,
+        privacy_portal::i18n::t(
+            privacy_portal::domain::Locale::Nl,
+            "email.lost_mailbox_tried.subject"
+        )
+    );
+    // The new address proves itself with its code; then the case is with staff.
+    let code = code_in(&app.mail.wait_for("bram.new@example.nl", 1).await[0]);
+    let res = app
+        .post_json(
+            &format!("/api/v1/requests/{id}/verify"),
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let staff = app.staff_token().await;
+    let case: Value = app
+        .client
+        .get(app.url(&format!("/api/v1/staff/cases/{id}")))
+        .bearer_auth(&staff)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(case["case"]["status"], "escalated", "{case}");
+    assert_eq!(case["case"]["reasons"], json!(["lost_mailbox"]));
+    // The knowledge check's result is recorded, never the stated values.
+    let proof = &case["facts"]["proofs"]["lost_mailbox"];
+    assert_eq!(proof["knowledge"], "matched", "{case}");
+    assert_eq!(proof["authenticator"], "none");
     assert!(
-        app.mail.to("bram@example.nl").is_empty(),
-        "nothing to the lost mailbox"
+        !case.to_string().contains("3511"),
+        "no postcode on the case"
+    );
+    // Staff change the address through the connector.
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/staff/cases/{id}/actions")))
+        .bearer_auth(&staff)
+        .json(&json!({"action": "execute"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let owner: String =
+        sqlx::query_scalar("SELECT external_id FROM customers WHERE email = 'bram.new@example.nl'")
+            .fetch_one(app.state().db.read())
+            .await
+            .unwrap();
+    assert_eq!(owner, "C-1002");
+    // Confirmation to the new address, notice to the old one.
+    app.mail.wait_for("bram.new@example.nl", 2).await;
+    app.mail.wait_for("bram@example.nl", 2).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_case_whose_details_did_not_match_needs_a_reason_to_change() {
+    let app = TestApp::spawn().await;
+    let (_, body) = fallback(
+        &app,
+        json!({"email": "bram@example.nl", "code": "", "postcode": "9999 ZZ", "house_number": "4a",
+        "new_email": "bram.new@example.nl", "locale": "nl"}),
+    )
+    .await;
+    let id = body["id"].as_str().unwrap().to_string();
+    let code = code_in(&app.mail.wait_for("bram.new@example.nl", 1).await[0]);
+    app.post_json(
+        &format!("/api/v1/requests/{id}/verify"),
+        json!({"code": code}),
+    )
+    .await;
+    let staff = app.staff_token().await;
+    let act = |body: Value| {
+        let (app, staff, id) = (&app, staff.clone(), id.clone());
+        async move {
+            app.client
+                .post(app.url(&format!("/api/v1/staff/cases/{id}/actions")))
+                .bearer_auth(staff)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(act(json!({"action": "execute"})).await, 422);
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM customers WHERE email = $1",
+            "bram.new@example.nl"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        act(json!({"action": "execute", "override_reason": "Called the customer back on the number in the order"}))
+            .await,
+        200
+    );
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM customers WHERE email = $1",
+            "bram.new@example.nl"
+        )
+        .await,
+        1
     );
     app.stop().await;
 }

@@ -590,3 +590,92 @@ async fn collision_takeover_needs_the_deleted_accounts_knowledge_check() {
     assert_eq!(erased, 0);
     app.stop().await;
 }
+
+/// Red team: the lost-mailbox form must not tell whether an address has an
+/// account, nor whether a postcode and house number are right.
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_mailbox_form_answers_the_same_for_every_combination() {
+    let app = TestApp::spawn().await;
+    let mut shapes = Vec::new();
+    for (email, pc, hn) in [
+        ("bram@example.nl", "3511 LX", "4a"),   // account, right details
+        ("bram@example.nl", "3511 LX", "5"),    // account, wrong house number
+        ("carla@example.nl", "0000 AA", "1"),   // account, all wrong
+        ("nobody@example.nl", "3511 LX", "4a"), // no account at all
+    ] {
+        let res = app
+            .post_json(
+                "/api/v1/change-email/fallback",
+                json!({"email": email, "code": "123456", "postcode": pc, "house_number": hn,
+                    "new_email": "new.me@example.org", "locale": "en"}),
+            )
+            .await;
+        let status = res.status().as_u16();
+        let mut body: Value = res.json().await.unwrap();
+        body.as_object_mut().unwrap().remove("id");
+        shapes.push((status, body));
+    }
+    assert!(shapes.iter().all(|s| s == &shapes[0]), "{shapes:?}");
+    assert_eq!(shapes[0].0, 202);
+    app.stop().await;
+}
+
+/// Red team: one authenticator code sent in parallel proves once. (Five
+/// calls: the per-address limit of attempts an hour; more would be refused
+/// before the code is even looked at.)
+#[tokio::test(flavor = "multi_thread")]
+async fn an_authenticator_code_proves_once_even_in_parallel() {
+    let app = TestApp::spawn().await;
+    let account: String =
+        sqlx::query_scalar("SELECT id FROM customers WHERE external_id = 'C-2001'")
+            .fetch_one(app.state().db.read())
+            .await
+            .unwrap();
+    // Enrolled directly: this test is about using the code, not setting it up.
+    let secret = totp_rs::Secret::generate().to_base32();
+    let mut tx = app.state().db.begin().await.unwrap();
+    privacy_portal::store::authenticators::replace(
+        &mut tx,
+        &account,
+        &app.state().keys.seal(&secret),
+        0,
+        &[],
+        0,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(&secret).unwrap())
+        .with_account_name("test".to_string())
+        .build()
+        .unwrap()
+        .generate(at)
+        .to_string();
+    let calls = (0..5).map(|i| {
+        app.post_json(
+            "/api/v1/change-email/fallback",
+            json!({"email": "sven@example.se", "code": code, "postcode": "11351", "house_number": "14",
+                "new_email": format!("sven.{i}@example.se"), "locale": "sv"}),
+        )
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 202),
+        "{statuses:?}"
+    );
+    app.stop().await;
+}

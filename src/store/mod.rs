@@ -6,6 +6,7 @@
 //! their own pool. PostgreSQL uses one pool for both.
 
 pub mod audit;
+pub mod authenticators;
 pub mod cases;
 pub mod codes;
 pub mod customers;

@@ -406,8 +406,7 @@ pub struct FallbackBody {
 
 #[utoipa::path(post, path = "/api/v1/change-email/fallback", request_body = FallbackBody,
     responses((status = 200, description = "verified: a change_email request awaiting the new address's code, with its bearer token"),
-              (status = 202, description = "no authenticator: a question for support was started at the new address"),
-              (status = 422, description = "details_mismatch (which detail is never said)"),
+              (status = 202, description = "not everything could be confirmed (the same answer whatever was wrong): a change_email case for support was started at the new address, which gets a code"),
               (status = 429, description = "too_many_attempts")))]
 async fn fallback(
     state: web::Data<AppState>,
@@ -433,9 +432,9 @@ async fn fallback(
             Ok(HttpResponse::Ok()
                 .json(json!({"id": id, "status": "awaiting_new_email", "token": token})))
         }
-        crate::workflow::authenticator::FallbackOutcome::NeedsSupport { id } => {
+        crate::workflow::authenticator::FallbackOutcome::ForSupport { id } => {
             Ok(HttpResponse::Accepted()
-                .json(json!({"id": id, "status": "awaiting_verification", "kind": "question"})))
+                .json(json!({"id": id, "status": "awaiting_verification", "kind": "change_email"})))
         }
     }
 }

@@ -965,6 +965,32 @@ fn proof_lines(state: &AppState, locale: Locale, row: &RequestRow) -> Vec<String
                     ],
                 ),
                 "knowledge" => crate::i18n::t(locale, "staff.proofs.knowledge_missing"),
+                "new" if p.method == "email_code_pending" => {
+                    crate::i18n::t(locale, "staff.proofs.pending")
+                }
+                "lost_mailbox" => t_args(
+                    locale,
+                    "staff.proofs.lost_mailbox",
+                    &[
+                        ("account", &p.account),
+                        (
+                            "knowledge",
+                            &label(locale, "staff.proof_results", &p.method),
+                        ),
+                        (
+                            "authenticator",
+                            &label(
+                                locale,
+                                "staff.proof_results",
+                                p.authenticator.as_deref().unwrap_or("none"),
+                            ),
+                        ),
+                        ("at", &at),
+                    ],
+                ),
+                "new" if p.account.is_empty() => {
+                    t_args(locale, "staff.proofs.new_no_account", &[("at", &at)])
+                }
                 side => t_args(
                     locale,
                     &format!("staff.proofs.{side}"),

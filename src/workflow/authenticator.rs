@@ -8,7 +8,7 @@ use crate::{
     connector::{AccountRef, KnowledgeClaim},
     domain::{Email, Locale, RequestKind},
     mail,
-    store::{self, audit, requests::RequestRow},
+    store::{self, audit, authenticators, requests::RequestRow},
     AppState,
 };
 
@@ -25,12 +25,7 @@ pub async fn account_of(state: &AppState, req: &RequestRow) -> WResult<Option<Ac
 }
 
 pub async fn enrolled(state: &AppState, acc: &AccountRef) -> WResult<bool> {
-    let n: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM customer_authenticators WHERE account_id = $1")
-            .bind(&acc.id)
-            .fetch_one(state.db.read())
-            .await?;
-    Ok(n > 0)
+    Ok(authenticators::enrolled(&state.db, &acc.id).await?)
 }
 
 pub struct Setup {
@@ -121,29 +116,20 @@ pub async fn confirm(
     let codes: Vec<String> = (0..RECOVERY_CODES)
         .map(|_| staff_auth::new_recovery_code())
         .collect();
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|c| recovery_hash(state, &acc.id, c))
+        .collect();
     let mut tx = state.db.begin().await?;
-    sqlx::query("DELETE FROM customer_recovery_codes WHERE account_id = $1")
-        .bind(&acc.id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM customer_authenticators WHERE account_id = $1")
-        .bind(&acc.id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("INSERT INTO customer_authenticators (account_id, secret, last_step, enrolled_at) VALUES ($1, $2, $3, $4)")
-        .bind(&acc.id)
-        .bind(state.keys.seal(secret_b32))
-        .bind(step)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    for c in &codes {
-        sqlx::query("INSERT INTO customer_recovery_codes (account_id, code_hash) VALUES ($1, $2)")
-            .bind(&acc.id)
-            .bind(recovery_hash(state, &acc.id, c))
-            .execute(&mut *tx)
-            .await?;
-    }
+    authenticators::replace(
+        &mut tx,
+        &acc.id,
+        &state.keys.seal(secret_b32),
+        step,
+        &hashes,
+        now,
+    )
+    .await?;
     audit::record(
         &mut tx,
         now,
@@ -191,15 +177,7 @@ pub async fn remove(state: &AppState, req: &RequestRow) -> WResult<()> {
 
 /// Removes an account's authenticator (also on erasure).
 pub async fn forget(conn: &mut store::Conn, account_id: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM customer_recovery_codes WHERE account_id = $1")
-        .bind(account_id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("DELETE FROM customer_authenticators WHERE account_id = $1")
-        .bind(account_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    authenticators::forget(conn, account_id).await
 }
 
 pub struct FallbackInput<'a> {
@@ -215,22 +193,17 @@ pub struct FallbackInput<'a> {
 pub enum FallbackOutcome {
     /// Identity proven: a change_email request waiting for the new address's code.
     Verified { id: String, token: String },
-    /// Postcode and house number match but no authenticator was ever set up:
-    /// support takes it from here, reached through the new address.
-    NeedsSupport { id: String },
-}
-
-async fn failures(conn: &mut store::Conn, key: &str, since: i64) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM fallback_failures WHERE key_hash = $1 AND at >= $2")
-        .bind(key)
-        .bind(since)
-        .fetch_one(conn)
-        .await
+    /// Not everything could be confirmed (or no authenticator was ever set
+    /// up): a change_email case for support, started at the new address,
+    /// which the customer proves with its code. The same answer for every
+    /// combination of details, so it tells nothing about the account.
+    ForSupport { id: String },
 }
 
 /// "I can't access my mailbox": old address + authenticator code (or a
-/// recovery code) + postcode + house number, all of which must match. A
-/// failure says only that the details do not match.
+/// recovery code) + postcode + house number. All matching proves the
+/// customer at once; anything else becomes a case for support, answered
+/// identically, with the knowledge check's result recorded (never the values).
 pub async fn fallback(state: &AppState, input: &FallbackInput<'_>) -> WResult<FallbackOutcome> {
     let new = Email::parse(input.new_email).ok_or(WorkflowError::Invalid {
         field: "new_email",
@@ -253,28 +226,18 @@ pub async fn fallback(state: &AppState, input: &FallbackInput<'_>) -> WResult<Fa
     let client_key = state
         .keys
         .lookup_hash(&format!("fallback-client:{}", input.client));
+    // Every attempt counts, whatever its outcome: the limit then says nothing
+    // about which details were right.
+    let counts =
+        authenticators::count_attempt(&state.db, &[&address_key, &client_key], now, now - 3600)
+            .await?;
+    if counts.first().copied().unwrap_or(0) > FALLBACK_FAILURES_PER_ADDRESS
+        || counts.get(1).copied().unwrap_or(0) > FALLBACK_FAILURES_PER_CLIENT
     {
-        let mut conn = state.db.read().acquire().await?;
-        if failures(&mut conn, &address_key, now - 3600).await? >= FALLBACK_FAILURES_PER_ADDRESS
-            || failures(&mut conn, &client_key, now - 3600).await? >= FALLBACK_FAILURES_PER_CLIENT
-        {
-            return Err(WorkflowError::TooManyAttempts {
-                retry_after: Some(3600),
-            });
-        }
+        return Err(WorkflowError::TooManyAttempts {
+            retry_after: Some(3600),
+        });
     }
-    let mismatch = || async {
-        let mut tx = state.db.begin().await?;
-        for key in [&address_key, &client_key] {
-            sqlx::query("INSERT INTO fallback_failures (key_hash, at) VALUES ($1, $2)")
-                .bind(key)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Err::<FallbackOutcome, WorkflowError>(WorkflowError::FallbackMismatch)
-    };
 
     // Every check runs whatever the earlier ones said, so the answer's
     // timing does not tell which detail was wrong.
@@ -295,92 +258,85 @@ pub async fn fallback(state: &AppState, input: &FallbackInput<'_>) -> WResult<Fa
         }
         None => false,
     };
-    let stored: Option<(String, i64)> = sqlx::query_as(
-        "SELECT secret, last_step FROM customer_authenticators WHERE account_id = $1",
-    )
-    .bind(&acc_id)
-    .fetch_optional(state.db.read())
-    .await?;
+    let stored = authenticators::secret(&state.db, &acc_id).await?;
     let code = staff_auth::normalise_code(input.code);
     let mut totp_step = None;
-    let mut recovery = false;
     if let Some((sealed, last_step)) = &stored {
         if let Some(secret) = state.keys.open(sealed) {
             let t = staff_auth::totp(state, &secret, "customer")?;
-            // A time step is good once: a code seen over a shoulder cannot be replayed.
             totp_step = staff_auth::totp_step(&t, &code).filter(|s| s > last_step);
         }
-        if totp_step.is_none() {
+    }
+    // A second factor counts only once it is used up: the time step (or the
+    // recovery code) is taken by compare-and-set before anything is started,
+    // so one code seen over a shoulder, or sent in parallel, proves once.
+    let mut method = None;
+    if acc.is_some() && knowledge && stored.is_some() {
+        if let Some(step) = totp_step {
+            if authenticators::consume_step(&state.db, &acc_id, step).await? {
+                method = Some("totp");
+            }
+        } else if !code.is_empty() {
             let hash = recovery_hash(state, &acc_id, &code);
-            let used = sqlx::query("UPDATE customer_recovery_codes SET used_at = $1 WHERE account_id = $2 AND code_hash = $3 AND used_at IS NULL")
-                .bind(now)
-                .bind(&acc_id)
-                .bind(&hash)
-                .execute(state.db.write())
-                .await?;
-            recovery = used.rows_affected() == 1;
+            if authenticators::consume_recovery_code(&state.db, &acc_id, &hash, now).await? {
+                method = Some("recovery_code");
+            }
         }
     }
-    let second_factor = totp_step.is_some() || recovery;
 
-    if acc.is_some() && knowledge && stored.is_none() {
-        // They know the account's details but never set up an authenticator:
-        // support must help. The question goes to the new address, which the
-        // customer proves with a code like any other request.
-        let started = super::intake::start(
+    if let (Some(method), Some(_)) = (method, &acc) {
+        let id = super::intake::start_verified(
             state,
-            RequestKind::Question,
-            new.as_str(),
+            RequestKind::ChangeEmail,
+            &old,
             input.locale,
-            super::intake::Channel::Portal,
+            method,
         )
         .await?;
+        super::change_email::submit_new_email(state, &id.0, new.as_str()).await?;
+        return Ok(FallbackOutcome::Verified {
+            id: id.0,
+            token: id.1,
+        });
+    }
+
+    let facts = super::change_email::LostMailbox {
+        old: &old,
+        account: acc.as_ref().map(|a| a.id.as_str()),
+        knowledge,
+        authenticator: match (&stored, totp_step) {
+            (None, _) => "none",
+            (Some(_), Some(_)) => "code_right",
+            (Some(_), None) => "code_wrong",
+        },
+    };
+    let id = super::change_email::start_lost_mailbox(state, &new, input.locale, &facts).await?;
+    {
+        // The address hears that someone tried, in case it was not its owner.
+        // Sent whether or not it has an account, so the work (and the
+        // answer's timing) does not depend on it.
         let mut tx = state.db.begin().await?;
-        sqlx::query("UPDATE requests SET data = $1 WHERE id = $2")
-            .bind(serde_json::json!({"lost_mailbox": true, "message_hint": "change_email_without_authenticator"}).to_string())
-            .bind(&started.id)
-            .execute(&mut *tx)
-            .await?;
-        audit::record(
+        let mut ctx = Context::new();
+        ctx.insert("company", &state.settings.company.name);
+        ctx.insert("privacy_email", &state.settings.company.privacy_email);
+        mail::enqueue(
             &mut tx,
-            now,
-            audit::Event {
-                request_id: Some(&started.id),
-                actor: "customer",
-                action: "lost_mailbox_without_authenticator",
-                from_status: None,
-                to_status: None,
-                detail: serde_json::json!({}),
+            &state.tera,
+            &state.keys,
+            mail::Outgoing {
+                request_id: Some(&id),
+                to: old.as_str(),
+                locale: input.locale,
+                template: "lost_mailbox_tried",
+                ctx,
+                secret: None,
+                forget_address: false,
             },
+            now,
         )
         .await?;
         tx.commit().await?;
-        return Ok(FallbackOutcome::NeedsSupport { id: started.id });
+        state.mail_notify.notify_one();
     }
-    if !(acc.is_some() && knowledge && second_factor) {
-        return mismatch().await;
-    }
-
-    // Proven: a change_email request verified by authenticator + knowledge.
-    let acc = acc.expect("checked above");
-    if let Some(step) = totp_step {
-        sqlx::query("UPDATE customer_authenticators SET last_step = $1 WHERE account_id = $2 AND last_step < $1")
-            .bind(step)
-            .bind(&acc.id)
-            .execute(state.db.write())
-            .await?;
-    }
-    let id = super::intake::start_verified(
-        state,
-        RequestKind::ChangeEmail,
-        &old,
-        input.locale,
-        if recovery { "recovery_code" } else { "totp" },
-    )
-    .await?;
-    super::change_email::submit_new_email(state, &id.0, new.as_str()).await?;
-    Ok(FallbackOutcome::Verified {
-        id: id.0,
-        token: id.1,
-    })
+    Ok(FallbackOutcome::ForSupport { id })
 }

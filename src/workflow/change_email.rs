@@ -366,6 +366,159 @@ async fn finish_changed(
     verification::get(state, id).await
 }
 
+/// What the lost-mailbox form established, recorded on the support case:
+/// results only, never the stated postcode or house number.
+pub struct LostMailbox<'a> {
+    pub old: &'a Email,
+    pub account: Option<&'a str>,
+    pub knowledge: bool,
+    /// `none` (never set up), `code_right` or `code_wrong`.
+    pub authenticator: &'static str,
+}
+
+/// A change of address for someone who cannot reach the old mailbox and was
+/// not proven by an authenticator: a change_email case for support, started
+/// at the new address (whose code the customer enters like any request's).
+/// Once that code is entered the case goes to staff (`lost_mailbox`).
+pub async fn start_lost_mailbox(
+    state: &AppState,
+    new: &Email,
+    locale: crate::domain::Locale,
+    facts: &LostMailbox<'_>,
+) -> WResult<String> {
+    let started = super::intake::start(
+        state,
+        RequestKind::ChangeEmail,
+        new.as_str(),
+        locale,
+        super::intake::Channel::Portal,
+    )
+    .await?;
+    let now = store::now();
+    let data = serde_json::json!({
+        "lost_mailbox": true,
+        "old_email": facts.old.as_str(),
+        "new_email": new.as_str(),
+        "old_account": facts.account,
+        "proofs": {
+            "new": {"method": "email_code_pending"},
+            "lost_mailbox": {
+                "account": facts.account.unwrap_or("none"),
+                "knowledge": if facts.knowledge { "matched" } else { "no_match" },
+                "authenticator": facts.authenticator,
+                "at": now,
+            },
+        },
+    });
+    let mut tx = state.db.begin().await?;
+    requests::set_data(&mut tx, &started.id, &data, &[], None).await?;
+    audit::record(
+        &mut tx,
+        now,
+        event(
+            &started.id,
+            "customer",
+            "lost_mailbox_case",
+            None,
+            None,
+            serde_json::json!({
+                "knowledge": if facts.knowledge { "matched" } else { "no_match" },
+                "authenticator": facts.authenticator,
+            }),
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(started.id)
+}
+
+pub fn is_lost_mailbox(req: &RequestRow) -> bool {
+    req.data().get("lost_mailbox").and_then(|v| v.as_bool()) == Some(true)
+}
+
+/// Staff change the login address of a lost-mailbox case through the
+/// connector. The new address is proven by its code; the old account only by
+/// what the form recorded, so a knowledge check that did not match needs an
+/// explicit, audited reason.
+async fn staff_change_lost_mailbox(
+    state: &AppState,
+    req: &RequestRow,
+    actor: &str,
+    override_reason: Option<&str>,
+) -> WResult<RequestRow> {
+    let id = req.id.as_str();
+    let data = req.data();
+    let matched = data["proofs"]["lost_mailbox"]["knowledge"].as_str() == Some("matched");
+    let override_reason = override_reason.map(str::trim).filter(|r| !r.is_empty());
+    if !matched && override_reason.is_none() {
+        return Err(WorkflowError::Invalid {
+            field: "text",
+            key: "errors.lost_mailbox_unmatched",
+        });
+    }
+    let old = data
+        .get("old_email")
+        .and_then(|v| v.as_str())
+        .and_then(Email::parse)
+        .ok_or(WorkflowError::NoAccount)?;
+    let new = Email::parse(&req.email)
+        .ok_or_else(|| WorkflowError::Internal(anyhow::anyhow!("request without address")))?;
+    let acc = state
+        .connector
+        .find_account(&old)
+        .await?
+        .ok_or(WorkflowError::NoAccount)?;
+    let now = store::now();
+    let mut tx = state.db.begin().await?;
+    match requests::set_status(&mut tx, id, Status::Escalated, Status::Processing, now).await {
+        Ok(()) => {}
+        Err(requests::TransitionError::Raced) => return verification::get(state, id).await,
+        Err(e) => return Err(e.into()),
+    }
+    audit::record(
+        &mut tx,
+        now,
+        event(
+            id,
+            actor,
+            "lost_mailbox_change",
+            Some(Status::Escalated),
+            Some(Status::Processing),
+            serde_json::json!({"override_reason": override_reason}),
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    if let EmailChange::Taken(_) = state.connector.change_email(&acc, &new).await? {
+        let mut tx = state.db.begin().await?;
+        requests::set_status(&mut tx, id, Status::Processing, Status::Escalated, now).await?;
+        requests::set_data(&mut tx, id, &data, &["email_in_use"], None).await?;
+        audit::record(
+            &mut tx,
+            now,
+            event(
+                id,
+                "system",
+                "email_in_use",
+                Some(Status::Processing),
+                Some(Status::Escalated),
+                serde_json::json!({}),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(WorkflowError::Invalid {
+            field: "text",
+            key: "errors.lost_mailbox_taken",
+        });
+    }
+    // The notice goes to the old address (as for any change), the
+    // confirmation to the new one.
+    let mut as_old = req.clone();
+    as_old.email = old.as_str().to_string();
+    finish_changed(state, &as_old, &new, Status::Processing, actor, None).await
+}
+
 /// "a•••@example.nl": enough to recognise, not enough to harvest.
 pub fn mask(email: &str) -> String {
     match email.split_once('@') {
@@ -519,6 +672,8 @@ pub struct Proof {
     pub at: Option<i64>,
     pub tries: Option<i64>,
     pub option: Option<String>,
+    /// Lost-mailbox cases: what the authenticator said (`none`, `code_right`, `code_wrong`).
+    pub authenticator: Option<String>,
 }
 
 /// What proved each account of an email collision, so staff see plainly
@@ -531,6 +686,17 @@ pub fn proofs(req: &RequestRow) -> Vec<Proof> {
     let text =
         |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
     let mut out = Vec::new();
+    if let Some(v) = p.get("lost_mailbox") {
+        out.push(Proof {
+            side: "lost_mailbox",
+            account: text(v, "account").unwrap_or_default(),
+            method: text(v, "knowledge").unwrap_or_else(|| "no_match".into()),
+            at: v.get("at").and_then(|x| x.as_i64()),
+            tries: None,
+            option: None,
+            authenticator: text(v, "authenticator"),
+        });
+    }
     for side in ["old", "new"] {
         if let Some(v) = p.get(side) {
             out.push(Proof {
@@ -540,8 +706,12 @@ pub fn proofs(req: &RequestRow) -> Vec<Proof> {
                 at: v.get("at").and_then(|x| x.as_i64()),
                 tries: None,
                 option: None,
+                authenticator: None,
             });
         }
+    }
+    if p.get("old").is_none() {
+        return out;
     }
     out.push(match p.get("knowledge") {
         Some(k) => Proof {
@@ -551,6 +721,7 @@ pub fn proofs(req: &RequestRow) -> Vec<Proof> {
             at: k.get("at").and_then(|x| x.as_i64()),
             tries: k.get("tries").and_then(|x| x.as_i64()),
             option: text(k, "option"),
+            authenticator: None,
         },
         None => Proof {
             side: "knowledge",
@@ -559,6 +730,7 @@ pub fn proofs(req: &RequestRow) -> Vec<Proof> {
             at: None,
             tries: None,
             option: None,
+            authenticator: None,
         },
     });
     out
@@ -585,6 +757,9 @@ pub async fn staff_execute(
         return Err(WorkflowError::WrongState {
             status: req.status().as_str(),
         });
+    }
+    if is_lost_mailbox(&req) && !req.reasons().iter().any(|r| r == "email_in_use") {
+        return staff_change_lost_mailbox(state, &req, actor, override_reason).await;
     }
     let choice = recorded_choice(&req).ok_or(WorkflowError::Invalid {
         field: "choice",

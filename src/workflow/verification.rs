@@ -173,9 +173,40 @@ pub async fn check_code(state: &AppState, id: &str, raw_code: &str) -> WResult<V
         },
     )
     .await?;
+    if is_lost_mailbox_case(&req) {
+        to_support(&mut tx, &req, now).await?;
+    }
     tx.commit().await?;
     state.metrics.verification("ok");
     Ok(Verified { token })
+}
+
+/// A change of address from the lost-mailbox form that the authenticator did
+/// not prove: the new address is now proven, and support takes it from here.
+fn is_lost_mailbox_case(req: &RequestRow) -> bool {
+    req.kind() == crate::domain::RequestKind::ChangeEmail
+        && req.data().get("lost_mailbox").and_then(|v| v.as_bool()) == Some(true)
+}
+
+async fn to_support(tx: &mut store::Conn, req: &RequestRow, now: i64) -> WResult<()> {
+    requests::set_status(tx, &req.id, Status::Verified, Status::Escalated, now).await?;
+    let mut data = req.data();
+    data["proofs"]["new"] = serde_json::json!({"method": "email_code", "at": now});
+    requests::set_data(tx, &req.id, &data, &["lost_mailbox"], None).await?;
+    audit::record(
+        tx,
+        now,
+        audit::Event {
+            request_id: Some(&req.id),
+            actor: "system",
+            action: "escalated",
+            from_status: Some("verified"),
+            to_status: Some("escalated"),
+            detail: serde_json::json!({"reason": "lost_mailbox"}),
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn resend(state: &AppState, id: &str) -> WResult<()> {

@@ -215,12 +215,12 @@ pub(super) async fn lost_post(
             let _ = session.insert("csrf", crate::crypto::random_token());
             Ok(see_other(format!("/{}/r/{}", locale.as_str(), id)))
         }
-        Ok(authenticator::FallbackOutcome::NeedsSupport { id }) => {
+        Ok(authenticator::FallbackOutcome::ForSupport { id }) => {
             let csrf = csrf_token(&session);
             let mut ctx = base_context(&state, locale, &rest_of(&req), Some(&csrf));
             ctx.insert(
                 "notice",
-                &crate::i18n::t(locale, "authenticator.lost.no_authenticator"),
+                &crate::i18n::t(locale, "authenticator.lost.for_support"),
             );
             ctx.insert("next", &format!("/{}/r/{}/code", locale.as_str(), id));
             Ok(ok(&state, "portal/lost_mailbox.html", &ctx))
