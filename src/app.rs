@@ -164,8 +164,9 @@ impl Server {
 async fn sweeper(state: web::Data<AppState>, mut shutdown: watch::Receiver<bool>) {
     loop {
         match crate::workflow::sweep::run(&state).await {
-            Ok(r) if r.expired + r.purged + r.archives_deleted > 0 => {
+            Ok(r) if r.reminded + r.expired + r.purged + r.archives_deleted > 0 => {
                 tracing::info!(
+                    reminded = r.reminded,
                     expired = r.expired,
                     purged = r.purged,
                     archives_deleted = r.archives_deleted,

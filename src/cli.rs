@@ -205,8 +205,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let state = crate::build_state(tool_settings()?).await?;
             let r = crate::workflow::sweep::run(&state).await?;
             println!(
-                "expired {} unverified requests, purged {} closed requests, deleted {} expired export archives",
-                r.expired, r.purged, r.archives_deleted
+                "reminded {} requests of their code, expired {} requests nobody finished, purged {} closed requests, deleted {} expired export archives",
+                r.reminded, r.expired, r.purged, r.archives_deleted
             );
             Ok(ExitCode::SUCCESS)
         }

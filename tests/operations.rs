@@ -120,7 +120,8 @@ async fn housekeeping_expires_unverified_and_purges_closed_requests() {
     let stale = app.create("question", "daan@example.nl", "nl").await;
     let (closed, _) = app.verified("question", "emma@example.com", "en").await;
     let db = app.state().db.write();
-    sqlx::query("UPDATE requests SET received_at = received_at - 90000 WHERE id = $1")
+    // A day after its last code, a request nobody verified ends.
+    sqlx::query("UPDATE verification_codes SET created_at = created_at - 90000, expires_at = expires_at - 90000 WHERE request_id = $1")
         .bind(&stale)
         .execute(db)
         .await
@@ -159,6 +160,214 @@ async fn housekeeping_expires_unverified_and_purges_closed_requests() {
         .await
         .unwrap();
     assert!(details.iter().all(|d| !d.contains('@')));
+    app.stop().await;
+}
+
+async fn sweep(app: &TestApp) -> privacy_portal::workflow::sweep::SweepReport {
+    privacy_portal::workflow::sweep::run(app.state())
+        .await
+        .unwrap()
+}
+
+async fn age_codes(app: &TestApp, id: &str, secs: i64) {
+    sqlx::query(
+        "UPDATE verification_codes SET created_at = created_at - $1, expires_at = expires_at - $1 WHERE request_id = $2",
+    )
+    .bind(secs)
+    .bind(id)
+    .execute(app.state().db.write())
+    .await
+    .unwrap();
+}
+
+fn subject(locale: privacy_portal::domain::Locale, key: &str) -> String {
+    // Subjects may end in "({{ reference }})": compare what comes before.
+    privacy_portal::i18n::t(locale, key)
+        .split("({{")
+        .next()
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_code_gets_one_reminder_then_the_request_expires_with_a_notice() {
+    let app = TestApp::spawn().await;
+    let email = "carla@example.nl";
+    let id = app.create("export", email, "nl").await;
+    app.mail.wait_for(email, 1).await;
+    // Fresh code: nothing to remind yet.
+    assert_eq!(sweep(&app).await.reminded, 0);
+    // Eleven minutes later the code (15 minutes) is about to expire unused.
+    sqlx::query(
+        "UPDATE verification_codes SET created_at = created_at - 660 WHERE request_id = $1",
+    )
+    .bind(&id)
+    .execute(app.state().db.write())
+    .await
+    .unwrap();
+    assert_eq!(sweep(&app).await.reminded, 1);
+    assert_eq!(
+        sweep(&app).await.reminded,
+        0,
+        "one reminder, not one a minute"
+    );
+    let nl = privacy_portal::domain::Locale::Nl;
+    let reminder = app.mail.wait_for(email, 2).await.remove(1);
+    assert_eq!(
+        reminder.subject,
+        subject(nl, "email.verification_reminder.subject")
+    );
+    assert!(
+        reminder.text.contains(&format!("/nl/r/{id}/code")),
+        "{}",
+        reminder.text
+    );
+
+    // A day after the last code the request ends, and the customer is told.
+    age_codes(&app, &id, 90_000).await;
+    assert_eq!(sweep(&app).await.expired, 1);
+    let notice = app.mail.wait_for(email, 3).await.remove(2);
+    assert!(notice
+        .subject
+        .starts_with(&subject(nl, "email.request_expired.subject")));
+    assert!(notice.text.contains("/nl/export"), "{}", notice.text);
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM requests WHERE id = $1 AND status = 'expired'",
+            &id
+        )
+        .await,
+        1
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verified_request_never_submitted_expires_after_a_week_and_its_token_dies() {
+    let app = TestApp::spawn().await;
+    let email = "anna@example.nl";
+    let (id, token) = app.verified("delete", email, "en").await;
+    let status = |token: String| {
+        let (app, id) = (&app, id.clone());
+        async move {
+            app.client
+                .get(app.url(&format!("/api/v1/requests/{id}")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(token.clone()).await, 200);
+    // Not in the register while it is only verified: nobody asked for anything yet.
+    assert_eq!(
+        privacy_portal::workflow::register::build(app.state())
+            .await
+            .unwrap()
+            .summary
+            .total,
+        0
+    );
+    assert_eq!(sweep(&app).await.expired, 0, "six days is not a week");
+    sqlx::query("UPDATE requests SET verified_at = verified_at - 8 * 86400 WHERE id = $1")
+        .bind(&id)
+        .execute(app.state().db.write())
+        .await
+        .unwrap();
+    assert_eq!(sweep(&app).await.expired, 1);
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM requests WHERE id = $1 AND status = 'expired'",
+            &id
+        )
+        .await,
+        1
+    );
+    assert_eq!(status(token).await, 401, "the token ends with its request");
+    let en = privacy_portal::domain::Locale::En;
+    let notice = app.mail.wait_for(email, 2).await.remove(1);
+    assert!(notice
+        .subject
+        .starts_with(&subject(en, "email.request_expired.subject")));
+    assert!(notice.text.contains("7 days"), "{}", notice.text);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_staff_entered_with_a_past_date_keeps_its_code_alive() {
+    let app = TestApp::spawn().await;
+    let received = (chrono::Utc::now() - chrono::Duration::days(10))
+        .format("%Y-%m-%d")
+        .to_string();
+    let id = privacy_portal::workflow::staff_intake::start(
+        app.state(),
+        &privacy_portal::workflow::staff_intake::Input {
+            kind: "question",
+            email: "sven@example.se",
+            locale: "sv",
+            channel: "letter",
+            received: &received,
+        },
+        "staff:test",
+    )
+    .await
+    .unwrap();
+    // The next sweep must not expire it: the code was sent just now.
+    assert_eq!(sweep(&app).await.expired, 0);
+    let code = code_in(&app.mail.wait_for("sven@example.se", 1).await[0]);
+    let res = app
+        .post_json(
+            &format!("/api/v1/requests/{id}/verify"),
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_keeps_open_checklist_work_and_records_each_purge_once() {
+    let app = TestApp::spawn().await;
+    let (with_work, _) = app.verified("question", "emma@example.com", "en").await;
+    let mut done = Vec::new();
+    for email in ["anna@example.nl", "bram@example.nl", "carla@example.nl"] {
+        done.push(app.verified("question", email, "nl").await.0);
+    }
+    let db = app.state().db.write();
+    sqlx::query(
+        "UPDATE requests SET status = 'completed', closed_at = 1000 WHERE status = 'verified'",
+    )
+    .execute(db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO staff_tasks (id, request_id, kind, checklist, status, due_at, created_at) \
+         VALUES ('t1', $1, 'erasure_other_systems', '[]', 'open', 0, 0)",
+    )
+    .bind(&with_work)
+    .execute(db)
+    .await
+    .unwrap();
+    // Three sweeps at once (as on three instances): each request purged and
+    // recorded once.
+    let (a, b, c) = tokio::join!(sweep(&app), sweep(&app), sweep(&app));
+    assert_eq!(a.purged + b.purged + c.purged, 3);
+    for id in &done {
+        assert_eq!(
+            app.scalar("SELECT COUNT(*) FROM audit_events WHERE request_id = $1 AND action = 'purged_after_retention'", id)
+                .await,
+            1
+        );
+    }
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM requests WHERE id = $1", &with_work)
+            .await,
+        1,
+        "open checklist work is not purged"
+    );
     app.stop().await;
 }
 

@@ -303,8 +303,9 @@ pub struct RegisterRow {
     pub closed_at: Option<i64>,
 }
 
-/// Every request whose identity was established or that staff entered;
-/// unverified requests that lapsed were never requests of a known person.
+/// Every request a customer actually made: submitted after the identity
+/// check (or entered by staff). Requests never verified, or verified and never
+/// submitted, were not requests of anyone yet.
 pub async fn register(
     db: &Db,
     after: Option<(i64, String)>,
@@ -314,7 +315,7 @@ pub async fn register(
     sqlx::query_as(
         "SELECT id, kind, status, channel, received_at, paused_seconds, extension_months, due_date, due_at, \
          outcome, closed_at FROM requests \
-         WHERE status NOT IN ('awaiting_verification', 'expired') \
+         WHERE status NOT IN ('awaiting_verification', 'verified', 'expired') \
          AND (received_at > $1 OR (received_at = $2 AND id > $3)) ORDER BY received_at, id LIMIT $4",
     )
     .bind(cursor_at)

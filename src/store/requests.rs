@@ -212,11 +212,14 @@ pub async fn reserve_knowledge_try(
     .await
 }
 
-/// Requests still waiting for their code after `older_than` (epoch seconds).
+/// Requests still waiting for their code whose last code went out before
+/// `older_than`. The clock runs from the code, not from the day of receipt,
+/// which staff may have entered in the past.
 pub async fn stale_unverified(db: &Db, older_than: i64, limit: i64) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
-        "SELECT id FROM requests WHERE status = 'awaiting_verification' AND received_at < $1 \
-         ORDER BY received_at LIMIT $2",
+        "SELECT r.id FROM requests r WHERE r.status = 'awaiting_verification' \
+         AND COALESCE((SELECT MAX(c.created_at) FROM verification_codes c WHERE c.request_id = r.id), \
+         r.updated_at) < $1 ORDER BY r.received_at LIMIT $2",
     )
     .bind(older_than)
     .bind(limit)
@@ -224,10 +227,64 @@ pub async fn stale_unverified(db: &Db, older_than: i64, limit: i64) -> sqlx::Res
     .await
 }
 
-/// Closed requests past retention.
+/// Requests still waiting for their code whose live code went out before
+/// `sent_before` and has not expired at `now`, not yet reminded.
+pub async fn due_for_reminder(
+    db: &Db,
+    sent_before: i64,
+    now: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<RequestRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM requests r WHERE r.status = 'awaiting_verification' \
+         AND r.reminded_at IS NULL AND EXISTS (SELECT 1 FROM verification_codes c \
+         WHERE c.request_id = r.id AND c.state = 'active' AND c.created_at <= $1 \
+         AND c.expires_at > $2) ORDER BY r.received_at LIMIT $3"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(sent_before)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(db.read())
+        .await
+}
+
+/// Claims the one reminder of a request: true for exactly one caller.
+pub async fn claim_reminder(conn: &mut Conn, id: &str, now: i64) -> sqlx::Result<bool> {
+    let res = sqlx::query(
+        "UPDATE requests SET reminded_at = $1 WHERE id = $2 AND reminded_at IS NULL \
+         AND status = 'awaiting_verification'",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Verified requests the customer never submitted (or whose new address was
+/// never confirmed), verified before `verified_before`.
+pub async fn unsubmitted(
+    db: &Db,
+    verified_before: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<RequestRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM requests WHERE status IN ('verified', 'awaiting_new_email') \
+         AND verified_at < $1 ORDER BY verified_at LIMIT $2"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(verified_before)
+        .bind(limit)
+        .fetch_all(db.read())
+        .await
+}
+
 pub async fn purgeable(db: &Db, closed_before: i64, limit: i64) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
-        "SELECT id FROM requests WHERE closed_at IS NOT NULL AND closed_at < $1 ORDER BY closed_at LIMIT $2",
+        "SELECT r.id FROM requests r WHERE r.closed_at IS NOT NULL AND r.closed_at < $1 \
+         AND NOT EXISTS (SELECT 1 FROM staff_tasks t WHERE t.request_id = r.id AND t.status = 'open') \
+         ORDER BY r.closed_at LIMIT $2",
     )
     .bind(closed_before)
     .bind(limit)
@@ -235,7 +292,9 @@ pub async fn purgeable(db: &Db, closed_before: i64, limit: i64) -> sqlx::Result<
     .await
 }
 
-pub async fn delete(conn: &mut Conn, id: &str) -> sqlx::Result<()> {
+/// Removes a request with its codes and mail; false when it was already
+/// gone (another instance purged it first).
+pub async fn delete(conn: &mut Conn, id: &str) -> sqlx::Result<bool> {
     sqlx::query("DELETE FROM verification_codes WHERE request_id = $1")
         .bind(id)
         .execute(&mut *conn)
@@ -244,11 +303,11 @@ pub async fn delete(conn: &mut Conn, id: &str) -> sqlx::Result<()> {
         .bind(id)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("DELETE FROM requests WHERE id = $1")
+    let res = sqlx::query("DELETE FROM requests WHERE id = $1")
         .bind(id)
         .execute(&mut *conn)
         .await?;
-    Ok(())
+    Ok(res.rows_affected() == 1)
 }
 
 #[derive(Debug, Default, Clone)]

@@ -264,6 +264,9 @@ pub async fn resend(state: &AppState, id: &str) -> WResult<()> {
     Ok(())
 }
 
+/// How long a closed request's bearer token still shows its outcome.
+pub const TOKEN_AFTER_CLOSE_SECS: i64 = 31 * 24 * 3600;
+
 /// The request a bearer token belongs to.
 pub async fn authorize_token(state: &AppState, id: &str, token: &str) -> WResult<RequestRow> {
     if uuid::Uuid::parse_str(id).is_err() {
@@ -273,9 +276,19 @@ pub async fn authorize_token(state: &AppState, id: &str, token: &str) -> WResult
         .await?
         .ok_or(WorkflowError::Unauthorized)?;
     match &req.token_hash {
-        Some(h) if crypto::ct_eq(h, &state.keys.token_hash(token)) => Ok(req),
-        _ => Err(WorkflowError::Unauthorized),
+        Some(h) if crypto::ct_eq(h, &state.keys.token_hash(token)) => {}
+        _ => return Err(WorkflowError::Unauthorized),
     }
+    // A token lives as long as its request: not past its expiry, and for a
+    // month after the request closed (to read the outcome).
+    let lapsed = req.status() == Status::Expired
+        || req
+            .closed_at
+            .is_some_and(|c| c < store::now() - TOKEN_AFTER_CLOSE_SECS);
+    if lapsed {
+        return Err(WorkflowError::Unauthorized);
+    }
+    Ok(req)
 }
 
 pub async fn get(state: &AppState, id: &str) -> WResult<RequestRow> {
