@@ -21,9 +21,30 @@ pub fn t(locale: Locale, key: &str) -> String {
 pub fn t_args(locale: Locale, key: &str, args: &[(&str, &str)]) -> String {
     let mut s = t(locale, key);
     for (k, v) in args {
-        s = s.replace(&format!("%{{{k}}}"), v);
+        s = fill(&s, k, v);
     }
     s
+}
+
+/// A text that depends on a number: the key holds `one` and `other` (nl,
+/// sv and en all have just these two plural forms), `%{count}` is the number.
+pub fn t_count(locale: Locale, key: &str, count: i64, args: &[(&str, &str)]) -> String {
+    let form = if count == 1 { "one" } else { "other" };
+    let mut s = t_args(locale, &format!("{key}.{form}"), args);
+    s = fill(&s, "count", &count.to_string());
+    s
+}
+
+/// Puts `value` in for `%{name}`; a value that ends a sentence itself
+/// ("Kaasboer B.V.") does not get a second full stop.
+fn fill(text: &str, name: &str, value: &str) -> String {
+    let slot = format!("%{{{name}}}");
+    if value.ends_with('.') {
+        text.replace(&format!("{slot}."), value)
+            .replace(&slot, value)
+    } else {
+        text.replace(&slot, value)
+    }
 }
 
 /// "5 april 2026" / "5 april 2026" / "5 April 2026".
@@ -47,7 +68,14 @@ fn tera_t(args: &HashMap<String, Value>) -> tera::Result<Value> {
         .and_then(Value::as_str)
         .and_then(Locale::parse)
         .ok_or_else(|| tera::Error::msg(format!("t(key=\"{key}\") needs lang=nl|sv|en")))?;
-    let mut s = t(lang, key);
+    // `count=n` picks the plural form of a key that has `one` and `other`.
+    let mut s = match args.get("count").and_then(Value::as_i64) {
+        Some(n) => t(
+            lang,
+            &format!("{key}.{}", if n == 1 { "one" } else { "other" }),
+        ),
+        None => t(lang, key),
+    };
     for (k, v) in args {
         if k == "key" || k == "lang" {
             continue;
@@ -56,7 +84,7 @@ fn tera_t(args: &HashMap<String, Value>) -> tera::Result<Value> {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        s = s.replace(&format!("%{{{k}}}"), &v);
+        s = fill(&s, k, &v);
     }
     Ok(Value::String(s))
 }
@@ -98,6 +126,31 @@ mod tests {
         let d = NaiveDate::from_ymd_opt(2026, 4, 5).unwrap();
         assert_eq!(long_date(Locale::Nl, d), "5 april 2026");
         assert_eq!(long_date(Locale::En, d), "5 April 2026");
+    }
+
+    #[test]
+    fn counts_pick_their_plural_form() {
+        assert!(t_count(Locale::En, "errors.invalid_code", 1, &[]).contains("1 more try."));
+        assert!(t_count(Locale::En, "errors.invalid_code", 3, &[]).contains("3 more tries."));
+        assert!(t_count(Locale::En, "errors.rate_limited", 1, &[]).contains("1 minute."));
+        assert!(t_count(Locale::Sv, "errors.rate_limited", 2, &[]).contains("2 minuter"));
+        assert!(t_count(Locale::Nl, "staff.queue.days_left", 1, &[]).contains("1 dag"));
+    }
+
+    #[test]
+    fn a_name_ending_in_a_full_stop_gets_no_second_one() {
+        assert_eq!(
+            fill("by %{company}.", "company", "Kaasboer B.V."),
+            "by Kaasboer B.V."
+        );
+        assert_eq!(
+            fill("by %{company}, now", "company", "Kaasboer B.V."),
+            "by Kaasboer B.V., now"
+        );
+        assert_eq!(
+            fill("by %{company}.", "company", "Kaasboer"),
+            "by Kaasboer."
+        );
     }
 
     #[test]

@@ -124,33 +124,29 @@ impl WorkflowError {
 
     /// The customer-facing explanation, in their language.
     pub fn message(&self, locale: Locale) -> String {
-        use crate::i18n::{t, t_args};
+        use crate::i18n::{t, t_count};
         match self {
             WorkflowError::Invalid { key, .. } => t(locale, key),
-            WorkflowError::InvalidCode { attempts_left } => t_args(
-                locale,
-                "errors.invalid_code",
-                &[("left", &attempts_left.to_string())],
-            ),
+            WorkflowError::InvalidCode { attempts_left } => {
+                t_count(locale, "errors.invalid_code", *attempts_left, &[])
+            }
             WorkflowError::RateLimited { retry_after }
             | WorkflowError::TooManyAttempts {
                 retry_after: Some(retry_after),
             } => {
-                let minutes = retry_after.div_ceil(60).max(1).to_string();
+                let minutes = i64::try_from(retry_after.div_ceil(60).max(1)).unwrap_or(i64::MAX);
                 let key = if matches!(self, WorkflowError::RateLimited { .. }) {
                     "errors.rate_limited"
                 } else {
                     "errors.too_many_attempts"
                 };
-                t_args(locale, key, &[("minutes", &minutes)])
+                t_count(locale, key, minutes, &[])
             }
             WorkflowError::TooManyAttempts { retry_after: None } => t(locale, "errors.code_burnt"),
             WorkflowError::FallbackMismatch => t(locale, "errors.fallback_mismatch"),
-            WorkflowError::DetailsMismatch { attempts_left } => t_args(
-                locale,
-                "errors.details_mismatch",
-                &[("left", &attempts_left.to_string())],
-            ),
+            WorkflowError::DetailsMismatch { attempts_left } => {
+                t_count(locale, "errors.details_mismatch", *attempts_left, &[])
+            }
             WorkflowError::DetailsLocked => t(locale, "errors.details_locked"),
             other => t(locale, &format!("errors.{}", other.code().0)),
         }
@@ -245,5 +241,55 @@ mod tests {
         let id = "0193a1b2-c3d4-7e5f-8a6b-1c2d3e4f5a6b";
         assert_eq!(super::reference(id), "R-3E4F5A6B");
         assert_eq!(&id[28..], "3e4f5a6b", "what by_reference compares");
+    }
+
+    /// Every error a customer or an API client can meet reads as text in
+    /// each language, never as a raw locale key.
+    #[test]
+    fn every_error_has_a_message_and_a_problem_title() {
+        use super::WorkflowError as E;
+        use crate::{domain::Locale, i18n};
+        let all = [
+            E::Invalid {
+                field: "email",
+                key: "errors.invalid_email",
+            },
+            E::KindUnavailable,
+            E::NotFound,
+            E::InvalidCode { attempts_left: 2 },
+            E::TooManyAttempts {
+                retry_after: Some(60),
+            },
+            E::TooManyAttempts { retry_after: None },
+            E::CodeExpired,
+            E::RateLimited { retry_after: 30 },
+            E::NotVerified,
+            E::NoAccount,
+            E::WrongState {
+                status: "completed",
+            },
+            E::Unauthorized,
+            E::Forbidden,
+            E::DetailsMismatch { attempts_left: 1 },
+            E::DetailsLocked,
+            E::FallbackMismatch,
+            E::DownloadExpired,
+            E::StillBlocked {
+                reasons: vec!["open_order".into()],
+            },
+            E::Csrf,
+            E::Internal(anyhow::anyhow!("x")),
+        ];
+        for locale in [Locale::Nl, Locale::Sv, Locale::En] {
+            for e in &all {
+                let message = e.message(locale);
+                assert!(
+                    !message.contains("errors.") && !message.contains("%{"),
+                    "{e:?} in {locale:?}: {message}"
+                );
+                let title = format!("problems.{}", e.code().0);
+                assert!(i18n::has_key(locale, &title), "{title} in {locale:?}");
+            }
+        }
     }
 }
