@@ -176,6 +176,17 @@ async fn sweeper(state: web::Data<AppState>, mut shutdown: watch::Receiver<bool>
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
         }
+        match crate::workflow::digest::run(&state, crate::store::now()).await {
+            Ok(Some(d)) => tracing::info!(
+                new = d.new,
+                due_soon = d.due_soon,
+                overdue = d.overdue,
+                checklist = d.checklist,
+                "daily digest queued"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "daily digest failed"),
+        }
         if let Ok(n) = crate::store::outbox::backlog(&state.db).await {
             state.metrics.outbox_backlog.set(n);
         }

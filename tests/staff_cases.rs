@@ -864,3 +864,93 @@ async fn an_extension_counts_from_the_verified_day_not_a_day_later() {
     assert_eq!(due, "2026-06-10");
     app.stop().await;
 }
+
+/// Work left for staff after an automatic erasure (the other systems to
+/// clean) is open work: in its own queue filter with a count, on the default
+/// queue page, in the staff API, and in the daily digest to the privacy address.
+#[tokio::test(flavor = "multi_thread")]
+async fn checklist_work_is_visible_in_the_queue_the_api_and_the_daily_digest() {
+    let app = TestApp::spawn().await;
+    let (id, token) = app.verified("delete", "anna@example.nl", "en").await;
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/requests/{id}/submit")))
+        .bearer_auth(&token)
+        .json(&json!({"postcode": "1012 AB", "house_number": "12", "confirm": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let reference = privacy_portal::workflow::reference(&id);
+
+    // Staff API: the filter finds it (the request itself is completed), and
+    // the case carries its checklist.
+    let staff = app.staff_token().await;
+    let get = |path: String| {
+        let (app, staff) = (&app, staff.clone());
+        async move {
+            app.client
+                .get(app.url(&path))
+                .bearer_auth(staff)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let list = get("/api/v1/staff/cases?work=checklist".into()).await;
+    assert_eq!(list["cases"][0]["id"], id.as_str(), "{list}");
+    assert_eq!(list["cases"][0]["status"], "completed");
+    let case = get(format!("/api/v1/staff/cases/{id}")).await;
+    assert_eq!(case["tasks"][0]["kind"], "erasure_other_systems", "{case}");
+    assert_eq!(case["tasks"][0]["status"], "open");
+
+    // The queue page: counted in its own filter and shown on the default page.
+    let a = enrol(&app, "checklist.agent@kaasboer.example", "agent").await;
+    login(&app, &a, 0).await;
+    let (_, body, _) = page(&a.client, &app.url("/staff/?lang=en")).await;
+    assert!(body.contains("id=\"checklist-work\""), "{body}");
+    assert!(body.contains(&reference));
+    let (_, body, _) = page(&a.client, &app.url("/staff/?work=checklist&lang=en")).await;
+    assert!(body.contains(&format!("/staff/cases/{id}")), "{body}");
+
+    // The digest: once a day, from 07:00 company time, to the privacy address.
+    let tz = app.state().settings.company.country.timezone();
+    let eight = chrono::TimeZone::from_local_datetime(
+        &tz,
+        &Utc::now()
+            .with_timezone(&tz)
+            .date_naive()
+            .and_hms_opt(8, 0, 0)
+            .unwrap(),
+    )
+    .earliest()
+    .unwrap()
+    .timestamp();
+    let six = eight - 2 * 3600;
+    let digest = privacy_portal::workflow::digest::run;
+    assert!(
+        digest(app.state(), six).await.unwrap().is_none(),
+        "not before 07:00"
+    );
+    let sent = digest(app.state(), eight).await.unwrap().unwrap();
+    assert_eq!(sent.checklist, 1);
+    assert!(
+        digest(app.state(), eight + 60).await.unwrap().is_none(),
+        "once a day"
+    );
+    let mail = app
+        .mail
+        .wait_for("privacy@kaasboer.example", 1)
+        .await
+        .remove(0);
+    assert!(mail.text.contains(&reference), "{}", mail.text);
+    assert!(mail.text.contains(&format!("/staff/cases/{id}")));
+    assert!(
+        !mail.text.contains("anna@"),
+        "no personal data in the digest"
+    );
+    app.stop().await;
+}

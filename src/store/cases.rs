@@ -27,6 +27,10 @@ pub struct CaseFilter {
     pub overdue_at: Option<i64>,
     /// Look-up by customer address: its keyed hash (any status).
     pub email_hash: Option<String>,
+    /// Only cases with open checklist work (other systems), in any status:
+    /// an automatic erasure or export completes for the customer while staff
+    /// still have systems to clean or add.
+    pub open_tasks: bool,
     /// Keyset cursor: (due_at, id) of the last row of the previous page.
     pub after: Option<(i64, String)>,
     pub limit: i64,
@@ -40,6 +44,7 @@ impl Default for CaseFilter {
             assignee: Assignee::Anyone,
             overdue_at: None,
             email_hash: None,
+            open_tasks: false,
             after: None,
             limit: 50,
         }
@@ -53,9 +58,9 @@ pub async fn queue(db: &Db, f: &CaseFilter) -> sqlx::Result<Vec<RequestRow>> {
     // then sorts every open case (20 000 in the benchmark: 35–90 ms); the
     // due-date indexes read just the first page in order (< 1 ms).
     // PostgreSQL picks them by itself.
-    let hint = match (db.backend, f.status, &f.email_hash, f.kind) {
-        (super::Backend::Sqlite, None, None, None) => " INDEXED BY requests_open_due",
-        (super::Backend::Sqlite, None, None, Some(_)) => " INDEXED BY requests_open_kind",
+    let hint = match (db.backend, f.status, &f.email_hash, f.kind, f.open_tasks) {
+        (super::Backend::Sqlite, None, None, None, false) => " INDEXED BY requests_open_due",
+        (super::Backend::Sqlite, None, None, Some(_), false) => " INDEXED BY requests_open_kind",
         _ => "",
     };
     let mut sql = format!("SELECT {COLUMNS} FROM requests{hint} WHERE 1 = 1");
@@ -64,10 +69,13 @@ pub async fn queue(db: &Db, f: &CaseFilter) -> sqlx::Result<Vec<RequestRow>> {
         n += 1;
         format!("${n}")
     };
-    match (f.status, &f.email_hash) {
-        (Some(_), _) => sql.push_str(&format!(" AND status = {}", next())),
-        (None, Some(_)) => {}
-        (None, None) => sql.push_str(" AND status IN ('escalated', 'processing')"),
+    match (f.status, &f.email_hash, f.open_tasks) {
+        (Some(_), _, _) => sql.push_str(&format!(" AND status = {}", next())),
+        (None, Some(_), _) | (None, None, true) => {}
+        (None, None, false) => sql.push_str(" AND status IN ('escalated', 'processing')"),
+    }
+    if f.open_tasks {
+        sql.push_str(" AND id IN (SELECT request_id FROM staff_tasks WHERE status = 'open')");
     }
     if f.email_hash.is_some() {
         sql.push_str(&format!(" AND email_hash = {}", next()));
@@ -285,6 +293,57 @@ pub async fn notes(db: &Db, request_id: &str) -> sqlx::Result<Vec<NoteRow>> {
     .bind(request_id)
     .fetch_all(db.read())
     .await
+}
+
+/// How many cases have open checklist work (other systems), and how many
+/// of those are past their due date.
+pub async fn open_task_counts(db: &Db, now: i64) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN r.due_at < $1 THEN 1 ELSE 0 END), 0) FROM requests r \
+         WHERE r.id IN (SELECT request_id FROM staff_tasks WHERE status = 'open')",
+    )
+    .bind(now)
+    .fetch_one(db.read())
+    .await
+}
+
+/// What the daily digest lists: references and kinds, never addresses.
+#[derive(Debug, Clone, FromRow)]
+pub struct DigestRow {
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    pub due_date: String,
+    pub due_at: i64,
+    pub received_at: i64,
+    pub open_tasks: i64,
+}
+
+/// Open work for the digest: cases that need a human, plus any case with
+/// open checklist work, most urgent first.
+pub async fn digest(db: &Db, limit: i64) -> sqlx::Result<Vec<DigestRow>> {
+    sqlx::query_as(
+        "SELECT r.id, r.kind, r.status, r.due_date, r.due_at, r.received_at, \
+         (SELECT COUNT(*) FROM staff_tasks t WHERE t.request_id = r.id AND t.status = 'open') AS open_tasks \
+         FROM requests r WHERE r.status IN ('escalated', 'processing') \
+         OR r.id IN (SELECT request_id FROM staff_tasks WHERE status = 'open') \
+         ORDER BY r.due_at, r.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.read())
+    .await
+}
+
+/// Claims the digest of one day: true for exactly one caller (instance).
+pub async fn claim_digest(db: &Db, day: &str, now: i64) -> sqlx::Result<bool> {
+    let res = sqlx::query(
+        "INSERT INTO digests (day, sent_at) VALUES ($1, $2) ON CONFLICT (day) DO NOTHING",
+    )
+    .bind(day)
+    .bind(now)
+    .execute(db.write())
+    .await?;
+    Ok(res.rows_affected() == 1)
 }
 
 /// What the register needs of a request: no address, no free text.

@@ -490,6 +490,8 @@ struct QueueQuery {
     status: Option<String>,
     assignee: Option<String>,
     overdue: Option<String>,
+    /// `checklist`: cases with open checklist work, any status.
+    work: Option<String>,
     q: Option<String>,
     after: Option<String>,
 }
@@ -506,6 +508,7 @@ fn href(q: &QueueQuery, key: &str, value: Option<&str>) -> String {
         ("status", nonempty(&q.status)),
         ("assignee", nonempty(&q.assignee)),
         ("overdue", nonempty(&q.overdue)),
+        ("work", nonempty(&q.work)),
     ] {
         let v = if k == key { value } else { v };
         if let Some(v) = v {
@@ -606,6 +609,7 @@ async fn queue(
     if nonempty(&q.overdue).is_some() {
         filter.overdue_at = Some(now);
     }
+    filter.open_tasks = nonempty(&q.work) == Some("checklist");
     if let Some(c) = nonempty(&q.after) {
         if let Some((due, id)) = c.split_once('_') {
             if let Ok(due) = due.parse::<i64>() {
@@ -740,6 +744,41 @@ async fn queue(
             "current": cur_assignee == m.id,
         }));
     }
+    // Checklist work (other systems) on cases the customer already saw
+    // completed: counted, filtered, and the most urgent shown on the default
+    // page, so nobody has to open old cases to find it.
+    let (tasks_n, tasks_overdue) = cases::open_task_counts(&state.db, now)
+        .await
+        .map_err(|e| f(e.into()))?;
+    ctx.insert("tasks_n", &tasks_n);
+    ctx.insert("tasks_overdue", &tasks_overdue);
+    ctx.insert("tasks_on", &filter.open_tasks);
+    ctx.insert("tasks_href", &href(&q, "work", Some("checklist")));
+    ctx.insert("tasks_all_href", &href(&q, "work", None));
+    let unfiltered = nonempty(&q.kind).is_none()
+        && nonempty(&q.status).is_none()
+        && nonempty(&q.assignee).is_none()
+        && nonempty(&q.overdue).is_none()
+        && !filter.open_tasks
+        && filter.after.is_none()
+        && filter.email_hash.is_none();
+    if unfiltered && tasks_n > 0 {
+        let urgent = cases::queue(
+            &state.db,
+            &cases::CaseFilter {
+                open_tasks: true,
+                limit: 5,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| f(e.into()))?;
+        let urgent: Vec<_> = urgent
+            .iter()
+            .map(|r| case_row(&state, locale, r, &names, now))
+            .collect();
+        ctx.insert("task_cases", &urgent);
+    }
     ctx.insert("total", &total);
     ctx.insert("overdue_n", &counts.iter().map(|c| c.overdue).sum::<i64>());
     ctx.insert("overdue_href", &href(&q, "overdue", Some("1")));
@@ -755,6 +794,7 @@ async fn queue(
     ctx.insert(
         "filtered",
         &(filter.kind.is_some()
+            || filter.open_tasks
             || filter.status.is_some()
             || filter.overdue_at.is_some()
             || filter.assignee != cases::Assignee::Anyone),

@@ -38,6 +38,8 @@ pub struct ListQuery {
     overdue: Option<bool>,
     /// `me`, `none` (unassigned) or a staff id.
     assignee: Option<String>,
+    /// `checklist`: cases with open checklist work (other systems), any status.
+    work: Option<String>,
     after: Option<String>,
     limit: Option<i64>,
 }
@@ -72,6 +74,7 @@ fn summary(state: &AppState, r: &requests::RequestRow, now: i64) -> CaseSummary 
     params(("status" = Option<String>, Query, description = "filter by status (default: escalated and processing)"),
            ("kind" = Option<String>, Query), ("overdue" = Option<bool>, Query),
            ("assignee" = Option<String>, Query, description = "`me`, `none` (unassigned) or a staff id"),
+           ("work" = Option<String>, Query, description = "`checklist`: cases with open checklist work for other systems, in any status"),
            ("after" = Option<String>, Query, description = "keyset cursor from `next`")),
     responses((status = 200, description = "cases, most urgent due date first"), (status = 401, description = "unauthorized")))]
 pub async fn list(
@@ -108,6 +111,11 @@ pub async fn list(
         }
         None => None,
     };
+    let open_tasks = match q.work.as_deref().map(str::trim) {
+        None | Some("") => false,
+        Some("checklist") => true,
+        Some(_) => return Err(bad("work")),
+    };
     let now = crate::store::now();
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
     let assignee = match q.assignee.as_deref().map(str::trim) {
@@ -124,6 +132,7 @@ pub async fn list(
             assignee,
             overdue_at: q.overdue.filter(|o| *o).map(|_| now),
             email_hash: None,
+            open_tasks,
             after,
             limit: limit + 1,
         },
@@ -158,9 +167,21 @@ pub async fn case(
     let history = audit::for_request(&state.db, &row.id)
         .await
         .map_err(|e| ApiError(e.into(), locale))?;
+    let tasks: Vec<serde_json::Value> = crate::store::tasks::for_request(&state.db, &row.id)
+        .await
+        .map_err(|e| ApiError(e.into(), locale))?
+        .iter()
+        .map(|t| {
+            let items: serde_json::Value =
+                serde_json::from_str(&t.checklist).unwrap_or_else(|_| serde_json::json!([]));
+            serde_json::json!({"id": t.id, "kind": t.kind, "status": t.status, "items": items,
+                "done_at": t.done_at, "done_by": t.done_by})
+        })
+        .collect();
     let now = crate::store::now();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "case": summary(&state, &row, now),
+        "tasks": tasks,
         "email": row.email,
         "locale": row.locale,
         "channel": row.channel,

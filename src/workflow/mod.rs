@@ -5,6 +5,7 @@ pub mod authenticator;
 pub mod cases;
 pub mod change_email;
 pub mod delete;
+pub mod digest;
 pub mod export;
 pub mod intake;
 pub mod notice;
