@@ -206,6 +206,13 @@ async fn a_clean_account_is_erased_at_once_with_proof_and_nothing_left() {
     .await;
     assert_eq!(status, 422);
     assert_eq!(body["code"], "no_account");
+    // Asking for the other systems only completes it, with a checklist.
+    let (status, body) = submit(&app, &id2, &token2, json!({"other_systems_only": true})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["outcome"].as_str()),
+        (Some("completed"), Some("other_systems"))
+    );
     app.stop().await;
 }
 
@@ -491,11 +498,46 @@ async fn deletion_through_the_dutch_html_forms() {
         .send()
         .await
         .unwrap();
-    let (_, body, _) = page(&client, &app.url(&location(&res))).await;
+    let request_url = location(&res);
+    let (_, body, csrf) = page(&client, &app.url(&request_url)).await;
     assert!(
         body.contains(&t(Locale::En, "errors.no_account").replace('\'', "&#x27;")),
         "{body}"
     );
     assert!(!body.contains("id=\"postcode\""));
+    // Nothing to erase, but the address may sit in the other systems: the
+    // customer can ask for those, the request completes with a checklist for
+    // staff and a confirmation mail, instead of hanging.
+    assert!(body.contains("id=\"other-systems-submit\""), "{body}");
+    let res = client
+        .post(app.url(&format!("{request_url}/submit")))
+        .form(&[("csrf", csrf.unwrap()), ("other_systems_only", "1".into())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let (_, body, _) = page(&client, &app.url(&location(&res))).await;
+    let done = t(Locale::En, "delete.other_systems_done");
+    let done = done.split("%{").next().unwrap().replace('\'', "&#x27;");
+    assert!(body.contains(&done), "{body}");
+    let id = request_url.rsplit('/').next().unwrap().to_string();
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM requests WHERE id = $1 AND status = 'completed' AND outcome = 'other_systems'",
+            &id
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM staff_tasks WHERE request_id = $1 AND status = 'open'",
+            &id
+        )
+        .await,
+        1
+    );
+    let mail = app.mail.wait_for("stranger@example.nl", 2).await.remove(1);
+    assert!(mail.text.contains("Call recordings"), "{}", mail.text);
     app.stop().await;
 }

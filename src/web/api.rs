@@ -195,6 +195,11 @@ pub struct SubmitBody {
     /// delete: explicit consent to permanent deletion
     #[serde(default)]
     confirm: Option<bool>,
+    /// delete, for an address without an account (which answers 422 `no_account`
+    /// otherwise): remove the address from the company's other systems
+    /// (newsletter, mailbox, recordings); completes with outcome `other_systems`
+    #[serde(default)]
+    other_systems_only: Option<bool>,
     /// change_email: the new login address (a code is sent there)
     #[serde(default)]
     new_email: Option<String>,
@@ -227,6 +232,7 @@ async fn submit(
                 postcode: body.postcode.as_deref().unwrap_or(""),
                 house_number: body.house_number.as_deref().unwrap_or(""),
                 confirm: body.confirm.unwrap_or(false),
+                other_systems_only: body.other_systems_only.unwrap_or(false),
             };
             delete::submit(&state, &row.id, &input)
                 .await

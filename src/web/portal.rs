@@ -506,6 +506,9 @@ struct SubmitForm {
     /// A checkbox: present when ticked.
     #[serde(default)]
     confirm: Option<String>,
+    /// delete without an account: clean the other systems only.
+    #[serde(default)]
+    other_systems_only: Option<String>,
     #[serde(default)]
     new_email: String,
     /// object: the customer's reasons
@@ -541,6 +544,7 @@ async fn submit_post(
                 postcode: &form.postcode,
                 house_number: &form.house_number,
                 confirm: form.confirm.is_some(),
+                other_systems_only: form.other_systems_only.is_some(),
             };
             delete::submit(&state, &id, &input).await.map(|_| ())
         }

@@ -23,6 +23,9 @@ pub struct DeleteInput<'a> {
     pub postcode: &'a str,
     pub house_number: &'a str,
     pub confirm: bool,
+    /// No account under the address: the customer asks to be removed from
+    /// the company's other systems (newsletter, mailbox, recordings) only.
+    pub other_systems_only: bool,
 }
 
 /// What the page after verification shows.
@@ -58,6 +61,10 @@ pub async fn submit(state: &AppState, id: &str, input: &DeleteInput<'_>) -> WRes
         // A repeated submit answers with the current state; erasure runs once.
         _ => return Ok(req),
     }
+    let acc = account(state, &req).await?;
+    if acc.is_none() && input.other_systems_only {
+        return without_account(state, &req).await;
+    }
     if input.postcode.trim().is_empty() {
         return Err(WorkflowError::Invalid {
             field: "postcode",
@@ -76,9 +83,7 @@ pub async fn submit(state: &AppState, id: &str, input: &DeleteInput<'_>) -> WRes
             key: "errors.consent_required",
         });
     }
-    let acc = account(state, &req)
-        .await?
-        .ok_or(WorkflowError::NoAccount)?;
+    let acc = acc.ok_or(WorkflowError::NoAccount)?;
 
     let now = store::now();
     let tries =
@@ -151,6 +156,68 @@ pub async fn submit(state: &AppState, id: &str, input: &DeleteInput<'_>) -> WRes
         return escalate(state, &req, &blockers, now).await;
     }
     erase_and_complete(state, &req, &acc, Status::Verified, "customer", None).await
+}
+
+/// A deletion for an address without an account: there is no account to
+/// erase, but the address may still be in the company's other systems. The
+/// request completes with a checklist for staff to clean those, and the
+/// customer is told what happens.
+async fn without_account(state: &AppState, req: &RequestRow) -> WResult<RequestRow> {
+    let id = req.id.as_str();
+    let now = store::now();
+    let locale = req.locale();
+    let mut tx = state.db.begin().await?;
+    match requests::set_status(&mut tx, id, Status::Verified, Status::Completed, now).await {
+        Ok(()) => {}
+        Err(requests::TransitionError::Raced) => return super::verification::get(state, id).await,
+        Err(e) => return Err(e.into()),
+    }
+    requests::set_data(&mut tx, id, &req.data(), &[], Some("other_systems")).await?;
+    audit::record(
+        &mut tx,
+        now,
+        event(
+            id,
+            "customer",
+            "erasure_without_account",
+            Some(Status::Verified),
+            Some(Status::Completed),
+            serde_json::json!({}),
+        ),
+    )
+    .await?;
+    super::other_systems_task(state, &mut tx, id, "erasure_other_systems", req.due_at, now).await?;
+    let mut ctx = Context::new();
+    ctx.insert("company", &state.settings.company.name);
+    ctx.insert("reference", &super::reference(id));
+    ctx.insert("due_date", &due_long(locale, &req.due_date));
+    let others: Vec<&str> = state
+        .settings
+        .company
+        .other_systems
+        .iter()
+        .map(|s| s.name.get(locale))
+        .collect();
+    ctx.insert("other_systems", &others);
+    mail::enqueue(
+        &mut tx,
+        &state.tera,
+        &state.keys,
+        mail::Outgoing {
+            request_id: Some(id),
+            to: &req.email,
+            locale,
+            template: "erasure_no_account",
+            ctx,
+            secret: None,
+            forget_address: false,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    state.mail_notify.notify_one();
+    super::verification::get(state, id).await
 }
 
 fn blocker_sentences(locale: Locale, blockers: &[Blocker]) -> Vec<String> {
