@@ -65,18 +65,21 @@ impl Connector for BuiltinStore {
                 reason: customers::RETENTION_REASON,
             });
         }
-        Ok(ErasureReceipt {
-            deleted: vec![
-                "account",
-                "contact_details",
-                "address",
-                "bank_details",
-                "contact_history",
-                "consents",
-                "ip_log",
-            ],
-            retained,
-        })
+        // Only what the account actually held: a customer without bank
+        // details must not be told they were deleted.
+        let deleted = [
+            ("account", true),
+            ("contact_details", counts.had_contact_details),
+            ("address", counts.had_address),
+            ("bank_details", counts.had_bank_details),
+            ("contact_history", counts.contacts_deleted > 0),
+            ("consents", counts.had_consents),
+            ("ip_log", counts.ip_log_deleted > 0),
+        ]
+        .into_iter()
+        .filter_map(|(category, held)| held.then_some(category))
+        .collect();
+        Ok(ErasureReceipt { deleted, retained })
     }
 
     async fn change_email(&self, acc: &AccountRef, new: &Email) -> anyhow::Result<EmailChange> {

@@ -377,6 +377,11 @@ pub struct ErasureCounts {
     pub payments_retained: i64,
     pub contacts_deleted: i64,
     pub ip_log_deleted: i64,
+    /// What the account held before erasure, so the proof lists only that.
+    pub had_contact_details: bool,
+    pub had_address: bool,
+    pub had_bank_details: bool,
+    pub had_consents: bool,
 }
 
 /// Legal reason stored with what is kept: invoices and payments stay 7 years
@@ -387,7 +392,25 @@ pub const RETENTION_REASON: &str = "bookkeeping_7_years";
 /// Erases the account in one transaction. The row stays as a stub holding
 /// only the external id (the link the bookkeeping needs); the address
 /// becomes a value no one can type, so the account cannot be found again.
+/// name, phone, postcode, house number, IBAN, consents (JSON).
+type Held = (
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    String,
+);
+
 pub async fn erase(conn: &mut Conn, id: &str, now: i64) -> sqlx::Result<ErasureCounts> {
+    let held: Option<Held> = sqlx::query_as(
+        "SELECT name, phone, postcode, house_number, iban, consents FROM customers WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (name, phone, postcode, house_number, iban, consents) = held.unwrap_or_default();
+    let filled = |s: &str| !s.trim().is_empty();
     let tombstone = format!("erased-{}@erased.invalid", uuid::Uuid::new_v4().simple());
     sqlx::query(
         "UPDATE customers SET email = $1, name = '', locale = NULL, postcode = '', house_number = '', phone = NULL, \
@@ -431,6 +454,10 @@ pub async fn erase(conn: &mut Conn, id: &str, now: i64) -> sqlx::Result<ErasureC
         payments_retained: payments as i64,
         contacts_deleted: contacts as i64,
         ip_log_deleted: ips as i64,
+        had_contact_details: filled(&name) || phone.as_deref().is_some_and(filled),
+        had_address: filled(&postcode) || filled(&house_number),
+        had_bank_details: iban.as_deref().is_some_and(filled),
+        had_consents: !matches!(consents.trim(), "" | "{}"),
     })
 }
 

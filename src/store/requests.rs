@@ -292,6 +292,45 @@ pub async fn purgeable(db: &Db, closed_before: i64, limit: i64) -> sqlx::Result<
     .await
 }
 
+/// After an erasure the person's data must not live on in the portal's own
+/// records: their other closed requests keep dates, kind and outcome (the
+/// register needs those) but lose the address, the data (texts, other
+/// addresses), staff notes and the content of mail already sent; the erased
+/// request's own sent mail is emptied too. Returns how many requests were redacted.
+pub async fn redact_after_erasure(
+    conn: &mut Conn,
+    email_hash: &str,
+    erased_request: &str,
+) -> sqlx::Result<u64> {
+    let others: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM requests WHERE email_hash = $1 AND id <> $2 AND closed_at IS NOT NULL",
+    )
+    .bind(email_hash)
+    .bind(erased_request)
+    .fetch_all(&mut *conn)
+    .await?;
+    for id in &others {
+        sqlx::query("UPDATE requests SET email = '', data = '{}' WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM case_notes WHERE request_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for id in others.iter().map(String::as_str).chain([erased_request]) {
+        sqlx::query(
+            "UPDATE outbox SET to_addr = NULL, subject = '', body_text = '', body_html = '', \
+             context = NULL, sealed_secret = NULL WHERE request_id = $1 AND status <> 'pending'",
+        )
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(others.len() as u64)
+}
+
 /// Removes a request with its codes and mail; false when it was already
 /// gone (another instance purged it first).
 pub async fn delete(conn: &mut Conn, id: &str) -> sqlx::Result<bool> {

@@ -360,6 +360,8 @@ async fn finish_changed(
         data["erasure"] = serde_json::to_value(e.receipt).map_err(anyhow::Error::from)?;
         requests::set_data(&mut tx, id, &data, &[], None).await?;
         super::delete::proof_and_checklist(state, &mut tx, req, e.receipt, to, false, now).await?;
+        let erased_hash = state.keys.lookup_hash(to);
+        requests::redact_after_erasure(&mut tx, &erased_hash, id).await?;
     }
     tx.commit().await?;
     state.mail_notify.notify_one();
@@ -475,6 +477,7 @@ async fn staff_change_lost_mailbox(
         Err(requests::TransitionError::Raced) => return verification::get(state, id).await,
         Err(e) => return Err(e.into()),
     }
+    let note = super::reason_note(&mut tx, id, actor, override_reason, now).await?;
     audit::record(
         &mut tx,
         now,
@@ -484,7 +487,7 @@ async fn staff_change_lost_mailbox(
             "lost_mailbox_change",
             Some(Status::Escalated),
             Some(Status::Processing),
-            serde_json::json!({"override_reason": override_reason}),
+            serde_json::json!({"note_id": note}),
         ),
     )
     .await?;
@@ -796,6 +799,7 @@ pub async fn staff_execute(
         Err(e) => return Err(e.into()),
     }
     let overridden: Vec<&str> = blockers.iter().map(Blocker::code).collect();
+    let note = super::reason_note(&mut tx, id, actor, override_reason, now).await?;
     audit::record(
         &mut tx,
         now,
@@ -805,7 +809,7 @@ pub async fn staff_execute(
             "collision_execute",
             Some(Status::Escalated),
             Some(Status::Processing),
-            serde_json::json!({"option": choice.as_str(), "override_reason": override_reason, "overridden_blockers": overridden}),
+            serde_json::json!({"option": choice.as_str(), "note_id": note, "overridden_blockers": overridden}),
         ),
     )
     .await?;

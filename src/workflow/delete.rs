@@ -351,8 +351,10 @@ async fn erase_and_complete(
     }
     let mut detail = serde_json::json!({});
     if let Some((reason, overridden)) = &override_reason {
-        // The staff member's words are the record of why the rule was set aside.
-        detail = serde_json::json!({"override_reason": reason, "overridden_blockers": overridden});
+        // The staff member's words are the record of why the rule was set
+        // aside: a case note, which the audit event points to.
+        let note = super::reason_note(&mut tx, id, actor, Some(reason), now).await?;
+        detail = serde_json::json!({"note_id": note, "overridden_blockers": overridden});
     }
     audit::record(
         &mut tx,
@@ -429,6 +431,7 @@ async fn complete(
     )
     .await?;
     proof_and_checklist(state, &mut tx, req, receipt, &req.email, true, now).await?;
+    requests::redact_after_erasure(&mut tx, &req.email_hash, id).await?;
     tx.commit().await?;
     state.mail_notify.notify_one();
     super::verification::get(state, id).await
@@ -453,6 +456,10 @@ pub(super) async fn proof_and_checklist(
     let mut ctx = Context::new();
     ctx.insert("company", &state.settings.company.name);
     ctx.insert("reference", &super::reference(id));
+    let today = Utc::now()
+        .with_timezone(&state.settings.company.country.timezone())
+        .date_naive();
+    ctx.insert("erased_on", &long_date(locale, today));
     let deleted: Vec<String> = receipt
         .deleted
         .iter()

@@ -222,6 +222,24 @@ pub(crate) async fn other_systems_task(
     Ok(())
 }
 
+/// A staff member's reason for setting a rule aside, kept as a case note
+/// (purged with the request) so the permanent audit trail holds only a
+/// pointer to it, never the free text.
+pub(crate) async fn reason_note(
+    conn: &mut crate::store::Conn,
+    id: &str,
+    actor: &str,
+    reason: Option<&str>,
+    now: i64,
+) -> WResult<Option<String>> {
+    match reason {
+        Some(r) => Ok(Some(
+            crate::store::cases::add_note(conn, id, actor, "override_reason", r, now).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
 /// Short reference shown to customers and staff ("R-1A2B3C4D"): the last
 /// eight hex digits of the id. Ids start with their creation time (v7, see
 /// `store::new_id`), so the first eight would be shared by every request of
