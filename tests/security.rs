@@ -1,6 +1,7 @@
 //! The identity check's limits, enumeration protection and web safety.
 
 mod common;
+mod staff_common;
 
 use common::{code_in, page, TestApp};
 use serde_json::{json, Value};
@@ -483,5 +484,209 @@ async fn pages_carry_security_headers_and_secrets_are_not_stored_in_clear() {
         .await
         .unwrap();
     assert_ne!(token_hash, token);
+    app.stop().await;
+}
+
+// ---------- issue 13: staff sessions, tokens and hardening ----------
+
+/// The `portal_session` cookie a response sets, as a `Cookie` header value.
+fn session_cookie(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("portal_session="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+}
+
+fn no_cookies() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// GET with a fixed cookie (no cookie store): (status, location, body).
+async fn get_with(app: &TestApp, cookie: &str, path: &str) -> (u16, String, String) {
+    let res = no_cookies()
+        .get(app.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, location, res.text().await.unwrap())
+}
+
+async fn post_with(
+    app: &TestApp,
+    cookie: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, String) {
+    let res = no_cookies()
+        .post(app.url(path))
+        .header("cookie", cookie)
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (res.status().as_u16(), location)
+}
+
+/// Logs `user` in without a cookie store; returns the session cookie.
+async fn staff_cookie(app: &TestApp, user: &staff_common::StaffUser, step: i64) -> String {
+    let c = no_cookies();
+    let res = c.get(app.url("/staff/login")).send().await.unwrap();
+    let anon = session_cookie(&res).expect("the login page starts a session");
+    let body = res.text().await.unwrap();
+    let csrf = staff_common::extract(r#"name="csrf" value="([^"]+)""#, &body).unwrap();
+    let res = c
+        .post(app.url("/staff/login"))
+        .header("cookie", &anon)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", user.email.as_str()),
+            ("password", staff_common::PASSWORD),
+            ("code", &staff_common::totp_code(&user.secret, step)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "login succeeds");
+    session_cookie(&res).expect("login sets the session cookie")
+}
+
+fn csrf_of(body: &str) -> String {
+    staff_common::extract(r#"name="csrf" value="([^"]+)""#, body).expect("a form")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_staff_cookie_copied_before_logout_is_refused_after_it() {
+    let app = TestApp::spawn().await;
+    let admin = staff_common::enrol(&app, "admin@kaasboer.example", "admin").await;
+    let cookie = staff_cookie(&app, &admin, 0).await;
+    let (status, _, body) = get_with(&app, &cookie, "/staff/members").await;
+    assert_eq!(status, 200, "{body}");
+    let csrf = csrf_of(&body);
+
+    // The attacker keeps a copy; the admin logs out.
+    let (status, location) = post_with(&app, &cookie, "/staff/logout", &[("csrf", &csrf)]).await;
+    assert_eq!((status, location.as_str()), (303, "/staff/login"));
+
+    for path in [
+        "/staff/",
+        "/staff/members",
+        "/staff/register",
+        "/staff/intake",
+    ] {
+        let (status, location, _) = get_with(&app, &cookie, path).await;
+        assert_eq!((status, location.as_str()), (303, "/staff/login"), "{path}");
+    }
+    let (status, location) = post_with(
+        &app,
+        &cookie,
+        "/staff/members",
+        &[
+            ("csrf", &csrf),
+            ("email", "mallory@kaasboer.example"),
+            ("role", "admin"),
+        ],
+    )
+    .await;
+    assert_eq!((status, location.as_str()), (303, "/staff/login"));
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM staff WHERE email = $1",
+            "mallory@kaasboer.example"
+        )
+        .await,
+        0,
+        "no member was created with the replayed cookie"
+    );
+    // Logging in again gives a new, working session.
+    let fresh = staff_cookie(&app, &admin, 1).await;
+    assert_eq!(get_with(&app, &fresh, "/staff/members").await.0, 200);
+    assert_eq!(get_with(&app, &cookie, "/staff/members").await.0, 303);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disabling_a_member_ends_their_open_session() {
+    let app = TestApp::spawn().await;
+    let admin = staff_common::enrol(&app, "admin@kaasboer.example", "admin").await;
+    let agent = staff_common::enrol(&app, "agent@kaasboer.example", "agent").await;
+    let admin_cookie = staff_cookie(&app, &admin, 0).await;
+    let agent_cookie = staff_cookie(&app, &agent, 0).await;
+    assert_eq!(get_with(&app, &agent_cookie, "/staff/").await.0, 200);
+    let agent_id = staff_id(&app, &agent.email).await;
+    let (_, _, body) = get_with(&app, &admin_cookie, "/staff/members").await;
+    let (status, _) = post_with(
+        &app,
+        &admin_cookie,
+        &format!("/staff/members/{agent_id}/disable"),
+        &[("csrf", &csrf_of(&body))],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (status, location, _) = get_with(&app, &agent_cookie, "/staff/").await;
+    assert_eq!((status, location.as_str()), (303, "/staff/login"));
+    app.stop().await;
+}
+
+async fn staff_id(app: &TestApp, email: &str) -> String {
+    sqlx::query_scalar("SELECT id FROM staff WHERE email = $1")
+        .bind(email)
+        .fetch_one(app.state().db.read())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_login_link_revokes_the_members_api_tokens() {
+    let app = TestApp::spawn().await;
+    let admin = staff_common::enrol(&app, "admin@kaasboer.example", "admin").await;
+    let agent = staff_common::enrol(&app, "agent@kaasboer.example", "agent").await;
+    let token = privacy_portal::cli::staff_token(app.state(), &agent.email)
+        .await
+        .unwrap();
+    let cases = || {
+        app.client
+            .get(app.url("/api/v1/staff/cases"))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(cases().await.unwrap().status(), 200, "the token works");
+
+    let admin_cookie = staff_cookie(&app, &admin, 0).await;
+    let (_, _, body) = get_with(&app, &admin_cookie, "/staff/members").await;
+    let agent_id = staff_id(&app, &agent.email).await;
+    let (status, _) = post_with(
+        &app,
+        &admin_cookie,
+        &format!("/staff/members/{agent_id}/reset"),
+        &[("csrf", &csrf_of(&body))],
+    )
+    .await;
+    assert_eq!(status, 200, "the page shows the new link");
+    assert_eq!(cases().await.unwrap().status(), 401, "revoked by the reset");
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM staff_tokens WHERE staff_id = $1 AND revoked_at IS NULL",
+            &agent_id
+        )
+        .await,
+        0
+    );
     app.stop().await;
 }
