@@ -31,6 +31,8 @@ fn settings(db: &str, dir: &std::path::Path) -> config::Settings {
         mail_retry_max: std::time::Duration::from_secs(60),
         worker_interval: std::time::Duration::from_secs(60),
         export_dir: dir.join("exports"),
+        metrics_bind: None,
+        metrics_token: None,
     }
 }
 

@@ -66,11 +66,41 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
 
 pub struct Server {
     pub port: u16,
+    /// The port of the metrics-only listener, when `metrics_bind` is set.
+    pub metrics_port: Option<u16>,
     pub state: web::Data<AppState>,
     handle: ServerHandle,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    metrics_server: Option<(ServerHandle, tokio::task::JoinHandle<std::io::Result<()>>)>,
+}
+
+/// `/metrics` alone on its own address (`PORTAL_METRICS_BIND`), so the
+/// public listener need not serve it at all.
+#[allow(clippy::type_complexity)]
+fn metrics_server(
+    state: web::Data<AppState>,
+    bind: &str,
+) -> anyhow::Result<(
+    u16,
+    (ServerHandle, tokio::task::JoinHandle<std::io::Result<()>>),
+)> {
+    let listener = TcpListener::bind(bind)
+        .map_err(|e| anyhow::anyhow!("cannot listen on PORTAL_METRICS_BIND {bind}: {e}"))?;
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(crate::web::ops::metrics_routes)
+    })
+    .workers(1)
+    .listen(listener)?
+    .shutdown_timeout(2)
+    .disable_signals()
+    .run();
+    let handle = server.handle();
+    Ok((port, (handle, tokio::spawn(server))))
 }
 
 impl Server {
@@ -139,8 +169,17 @@ impl Server {
         .run();
         let handle = server.handle();
         let server = tokio::spawn(server);
+        let (metrics_port, metrics_server) = match &state.settings.metrics_bind {
+            Some(bind) => {
+                let (port, server) = metrics_server(state.clone(), bind)?;
+                (Some(port), Some(server))
+            }
+            None => (None, None),
+        };
         Ok(Server {
             port,
+            metrics_port,
+            metrics_server,
             state,
             handle,
             shutdown,
@@ -151,6 +190,10 @@ impl Server {
 
     /// Graceful: stop accepting, finish in-flight requests, stop workers.
     pub async fn stop(self) {
+        if let Some((handle, server)) = self.metrics_server {
+            handle.stop(true).await;
+            let _ = server.await;
+        }
         self.handle.stop(true).await;
         let _ = self.shutdown.send(true);
         for t in self.tasks {

@@ -89,18 +89,24 @@ fn init_tracing() {
 }
 
 /// Commands that only touch the database do not need SMTP or a company file
-/// beyond what `serve` validates, but they still need the secret key (hashes).
+/// beyond what `serve` validates, but they need the server's secret key:
+/// tokens, links and hashes written with any other key fail under `serve`.
+/// Only `demo` may make a key up.
 fn tool_settings() -> anyhow::Result<config::Settings> {
-    let mode = if std::env::var("PORTAL_SECRET_KEY").is_ok() {
-        Mode::Serve
-    } else {
-        Mode::Demo
-    };
-    match config::load(mode, None) {
+    if std::env::var("PORTAL_SECRET_KEY").map_or(true, |k| k.trim().is_empty()) {
+        anyhow::bail!(
+            "PORTAL_SECRET_KEY is not set: admin commands need the key `serve` runs with (only `demo` makes its own)"
+        );
+    }
+    match config::load(Mode::Serve, None) {
         Ok(s) => Ok(s),
         // Tools never send mail themselves; the server's worker does.
         Err(e) if e.0.starts_with("PORTAL_SMTP_URL is not set") => {
-            Ok(config::load(Mode::Demo, None)?)
+            let mut s = config::load(Mode::Demo, None)?;
+            // Loaded as demo only to skip the SMTP check; nothing demo-only
+            // (the dev mailbox, demo logins) applies to a tool.
+            s.mode = Mode::Serve;
+            Ok(s)
         }
         Err(e) => Err(e.into()),
     }
@@ -127,6 +133,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve => {
             let settings = config::load(Mode::Serve, None)?;
+            config::check_key_strength(&settings.master_key())?;
             let state = crate::build_state(settings).await?;
             serve_until_signal(state, None).await
         }

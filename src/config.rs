@@ -41,6 +41,12 @@ pub struct Settings {
     pub worker_interval: Duration,
     /// Encrypted export archives live here until they expire.
     pub export_dir: PathBuf,
+    /// A second listener that serves only `/metrics` (an address scrapers
+    /// reach and customers do not).
+    pub metrics_bind: Option<String>,
+    /// `/metrics` on the public listener needs `Authorization: Bearer` with
+    /// this token; without it (and without `metrics_bind`) it answers 404.
+    pub metrics_token: Option<SecretString>,
 }
 
 impl Settings {
@@ -791,6 +797,23 @@ fn parse_secret(hex_key: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Fewest distinct byte values a key may have: 32 random bytes have about
+/// 30, so fewer than 16 means a typed or patterned key, not a random one.
+const MIN_DISTINCT_KEY_BYTES: usize = 16;
+
+/// Refuses a key that was typed rather than generated (one byte repeated,
+/// a short pattern): every code hash, cookie and link rests on it.
+pub fn check_key_strength(key: &[u8]) -> Result<(), ConfigError> {
+    let distinct = key.iter().collect::<std::collections::BTreeSet<_>>().len();
+    if distinct < MIN_DISTINCT_KEY_BYTES {
+        return err(format!(
+            "PORTAL_SECRET_KEY has too little entropy ({distinct} different bytes in {}): use 32 random bytes, e.g. `openssl rand -hex 32`",
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
 pub fn generate_secret_hex() -> String {
     use rand::RngCore;
     let mut b = [0u8; 32];
@@ -817,14 +840,7 @@ fn demo_secret(data_dir: &std::path::Path) -> Result<String, ConfigError> {
 
 fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(path)?.write_all(content.as_bytes())
+    crate::crypto::create_private(path)?.write_all(content.as_bytes())
 }
 
 pub fn load(mode: Mode, bind_override: Option<String>) -> Result<Settings, ConfigError> {
@@ -880,6 +896,20 @@ pub fn load(mode: Mode, bind_override: Option<String>) -> Result<Settings, Confi
     if mail_from.parse::<lettre::message::Mailbox>().is_err() {
         return err("PORTAL_MAIL_FROM is not a mailbox like `Name <addr@host>`");
     }
+    let metrics_bind = var("PORTAL_METRICS_BIND");
+    if let Some(b) = &metrics_bind {
+        if b.parse::<std::net::SocketAddr>().is_err() {
+            return err(format!(
+                "PORTAL_METRICS_BIND is not an address like 127.0.0.1:9090: {b}"
+            ));
+        }
+    }
+    let metrics_token = var("PORTAL_METRICS_TOKEN");
+    if metrics_token.as_ref().is_some_and(|t| t.trim().len() < 32) {
+        return err(
+            "PORTAL_METRICS_TOKEN must be at least 32 characters (e.g. `openssl rand -hex 32`)",
+        );
+    }
     let client_rate_limit_per_minute = match var("PORTAL_CLIENT_RATE_LIMIT") {
         Some(v) => v.parse().map_err(|_| {
             ConfigError("PORTAL_CLIENT_RATE_LIMIT must be a whole number (0 = off)".into())
@@ -903,12 +933,27 @@ pub fn load(mode: Mode, bind_override: Option<String>) -> Result<Settings, Confi
         export_dir: PathBuf::from(
             var("PORTAL_EXPORT_DIR").unwrap_or_else(|| "data/exports".to_string()),
         ),
+        metrics_bind,
+        metrics_token: metrics_token.map(|t| SecretString::from(t.trim().to_string())),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_key(hex_key: String) -> Vec<u8> {
+        hex::decode(hex_key).unwrap()
+    }
+
+    #[test]
+    fn keys_with_too_few_distinct_bytes_are_refused() {
+        let e = check_key_strength(&with_key("ab".repeat(32))).unwrap_err();
+        assert!(e.0.contains("1 different bytes in 32"), "{e}");
+        let pattern = "00010203040506070809".repeat(4);
+        assert!(check_key_strength(&with_key(pattern)).is_err());
+        assert!(check_key_strength(&with_key(generate_secret_hex())).is_ok());
+    }
 
     #[test]
     fn demo_company_is_valid() {

@@ -132,6 +132,19 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
+/// Creates a new file only its owner may read and write (0600): the secret
+/// key, the database. Fails if the file exists.
+pub fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+}
+
 /// A uniformly random numeric code with leading zeros kept.
 pub fn random_code(digits: u32) -> String {
     let n: u64 = rand::rng().random_range(0..10u64.pow(digits));

@@ -194,19 +194,19 @@ async fn the_archive_holds_everything_with_the_art15_cover_in_the_customers_lang
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn hostile_values_are_inert_in_the_report_and_the_csv() {
-    let app = TestApp::spawn().await;
-    let line = json!({"external_id":"C-666","email":"mallory@example.nl","name":"<script>alert(1)</script>",
-        "contacts":[{"at":"2024-01-01T10:00:00Z","channel":"mail","summary":"=HYPERLINK(\"http://x\")"}]});
-    privacy_portal::import::import(app.state(), std::io::Cursor::new(line.to_string()))
-        .await
-        .unwrap();
+/// Imports `mallory@example.nl` as `line`, exports her data and returns the
+/// downloaded archive.
+async fn export_of(app: &TestApp, line: Value) -> Vec<u8> {
+    let report =
+        privacy_portal::import::import(app.state(), std::io::Cursor::new(line.to_string()))
+            .await
+            .unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
     let (id, token) = app.verified("export", "mallory@example.nl", "en").await;
-    submit(&app, &id, &token).await;
-    wait_completed(&app, &id, &token).await;
-    let bytes = app
-        .client
+    submit(app, &id, &token).await;
+    let done = wait_completed(app, &id, &token).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    app.client
         .get(app.url(&format!("/api/v1/requests/{id}/archive")))
         .bearer_auth(&token)
         .send()
@@ -214,7 +214,16 @@ async fn hostile_values_are_inert_in_the_report_and_the_csv() {
         .unwrap()
         .bytes()
         .await
-        .unwrap();
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_values_are_inert_in_the_report_and_the_csv() {
+    let app = TestApp::spawn().await;
+    let line = json!({"external_id":"C-666","email":"mallory@example.nl","name":"<script>alert(1)</script>",
+        "contacts":[{"at":"2024-01-01T10:00:00Z","channel":"mail","summary":"=HYPERLINK(\"http://x\")"}]});
+    let bytes = export_of(&app, line).await;
     let files = unzip(&bytes);
     assert!(!files["report.html"].contains("<script>"));
     assert!(files["report.html"].contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
@@ -405,5 +414,39 @@ async fn the_browser_that_verified_downloads_straight_away() {
     assert_eq!(res.status(), 200);
     assert!(unzip(&res.bytes().await.unwrap())["data.json"].contains("Emma Clarke"));
     assert_eq!(app.mail.to(email).len(), 2, "no extra code needed");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hidden_and_fullwidth_formulas_are_inert_and_negative_amounts_stay_numbers() {
+    let app = TestApp::spawn().await;
+    let line = json!({"external_id":"C-667","email":"mallory@example.nl","name":"Mallory",
+        "orders":[{"id":"R-1","placed_at":"2024-01-02T10:00:00Z","status":"cancelled","total_cents":-1250,"currency":"EUR"}],
+        "payments":[{"method":"card","amount_cents":-1250,"collected_at":"2024-01-03T10:00:00Z"}],
+        "contacts":[
+            {"at":"2024-01-01T10:00:00Z","channel":"mail","summary":" =1+1"},
+            {"at":"2024-01-01T11:00:00Z","channel":"mail","summary":"\u{a0}@SUM(A1)"},
+            {"at":"2024-01-01T12:00:00Z","channel":"mail","summary":"\u{ff1d}HYPERLINK(\"http://x\")"},
+            {"at":"2024-01-01T13:00:00Z","channel":"mail","summary":"-1+1"}]});
+    let files = unzip(&export_of(&app, line).await);
+    let contacts = &files["contacts.csv"];
+    for inert in [
+        "\"' =1+1\"",
+        "\"'\u{a0}@SUM(A1)\"",
+        "\"'\u{ff1d}HYPERLINK(\"\"http://x\"\")\"",
+        "\"'-1+1\"",
+    ] {
+        assert!(contacts.contains(inert), "{inert} in {contacts}");
+    }
+    assert!(
+        files["orders.csv"].contains(",\"-1250\","),
+        "{}",
+        files["orders.csv"]
+    );
+    assert!(
+        files["payments.csv"].contains("\"card\",\"-1250\""),
+        "{}",
+        files["payments.csv"]
+    );
     app.stop().await;
 }

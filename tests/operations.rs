@@ -47,7 +47,8 @@ async fn mail_waits_for_an_absent_smtp_server_and_is_delivered_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn probes_metrics_and_openapi() {
-    let app = TestApp::spawn().await;
+    let token = "metrics-scraper-token-0123456789abcdef";
+    let app = TestApp::spawn_with(|s| s.metrics_token = Some(token.to_string().into())).await;
     assert_eq!(
         app.client
             .get(app.url("/healthz"))
@@ -79,6 +80,7 @@ async fn probes_metrics_and_openapi() {
     let metrics = app
         .client
         .get(app.url("/metrics"))
+        .bearer_auth(token)
         .send()
         .await
         .unwrap()

@@ -1,6 +1,7 @@
 //! The identity check's limits, enumeration protection and web safety.
 
 mod common;
+mod staff_common;
 
 use common::{code_in, page, TestApp};
 use serde_json::{json, Value};
@@ -678,4 +679,449 @@ async fn an_authenticator_code_proves_once_even_in_parallel() {
         "{statuses:?}"
     );
     app.stop().await;
+}
+
+// ---------- issue 13: staff sessions, tokens and hardening ----------
+
+/// The `portal_session` cookie a response sets, as a `Cookie` header value.
+fn session_cookie(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("portal_session="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+}
+
+fn no_cookies() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// GET with a fixed cookie (no cookie store): (status, location, body).
+async fn get_with(app: &TestApp, cookie: &str, path: &str) -> (u16, String, String) {
+    let res = no_cookies()
+        .get(app.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, location, res.text().await.unwrap())
+}
+
+async fn post_with(
+    app: &TestApp,
+    cookie: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, String) {
+    let res = no_cookies()
+        .post(app.url(path))
+        .header("cookie", cookie)
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (res.status().as_u16(), location)
+}
+
+/// Logs `user` in without a cookie store; returns the session cookie.
+async fn staff_cookie(app: &TestApp, user: &staff_common::StaffUser, step: i64) -> String {
+    let c = no_cookies();
+    let res = c.get(app.url("/staff/login")).send().await.unwrap();
+    let anon = session_cookie(&res).expect("the login page starts a session");
+    let body = res.text().await.unwrap();
+    let csrf = staff_common::extract(r#"name="csrf" value="([^"]+)""#, &body).unwrap();
+    let res = c
+        .post(app.url("/staff/login"))
+        .header("cookie", &anon)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", user.email.as_str()),
+            ("password", staff_common::PASSWORD),
+            ("code", &staff_common::totp_code(&user.secret, step)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "login succeeds");
+    session_cookie(&res).expect("login sets the session cookie")
+}
+
+fn csrf_of(body: &str) -> String {
+    staff_common::extract(r#"name="csrf" value="([^"]+)""#, body).expect("a form")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_staff_cookie_copied_before_logout_is_refused_after_it() {
+    let app = TestApp::spawn().await;
+    let admin = staff_common::enrol(&app, "admin@kaasboer.example", "admin").await;
+    let cookie = staff_cookie(&app, &admin, 0).await;
+    let (status, _, body) = get_with(&app, &cookie, "/staff/members").await;
+    assert_eq!(status, 200, "{body}");
+    let csrf = csrf_of(&body);
+
+    // The attacker keeps a copy; the admin logs out.
+    let (status, location) = post_with(&app, &cookie, "/staff/logout", &[("csrf", &csrf)]).await;
+    assert_eq!((status, location.as_str()), (303, "/staff/login"));
+
+    for path in [
+        "/staff/",
+        "/staff/members",
+        "/staff/register",
+        "/staff/intake",
+    ] {
+        let (status, location, _) = get_with(&app, &cookie, path).await;
+        assert_eq!((status, location.as_str()), (303, "/staff/login"), "{path}");
+    }
+    let (status, location) = post_with(
+        &app,
+        &cookie,
+        "/staff/members",
+        &[
+            ("csrf", &csrf),
+            ("email", "mallory@kaasboer.example"),
+            ("role", "admin"),
+        ],
+    )
+    .await;
+    assert_eq!((status, location.as_str()), (303, "/staff/login"));
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM staff WHERE email = $1",
+            "mallory@kaasboer.example"
+        )
+        .await,
+        0,
+        "no member was created with the replayed cookie"
+    );
+    // Logging in again gives a new, working session.
+    let fresh = staff_cookie(&app, &admin, 1).await;
+    assert_eq!(get_with(&app, &fresh, "/staff/members").await.0, 200);
+    assert_eq!(get_with(&app, &cookie, "/staff/members").await.0, 303);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disabling_a_member_ends_their_open_session() {
+    let app = TestApp::spawn().await;
+    let admin = staff_common::enrol(&app, "admin@kaasboer.example", "admin").await;
+    let agent = staff_common::enrol(&app, "agent@kaasboer.example", "agent").await;
+    let admin_cookie = staff_cookie(&app, &admin, 0).await;
+    let agent_cookie = staff_cookie(&app, &agent, 0).await;
+    assert_eq!(get_with(&app, &agent_cookie, "/staff/").await.0, 200);
+    let agent_id = staff_id(&app, &agent.email).await;
+    let (_, _, body) = get_with(&app, &admin_cookie, "/staff/members").await;
+    let (status, _) = post_with(
+        &app,
+        &admin_cookie,
+        &format!("/staff/members/{agent_id}/disable"),
+        &[("csrf", &csrf_of(&body))],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (status, location, _) = get_with(&app, &agent_cookie, "/staff/").await;
+    assert_eq!((status, location.as_str()), (303, "/staff/login"));
+    app.stop().await;
+}
+
+async fn staff_id(app: &TestApp, email: &str) -> String {
+    sqlx::query_scalar("SELECT id FROM staff WHERE email = $1")
+        .bind(email)
+        .fetch_one(app.state().db.read())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_login_link_revokes_the_members_api_tokens() {
+    let app = TestApp::spawn().await;
+    let admin = staff_common::enrol(&app, "admin@kaasboer.example", "admin").await;
+    let agent = staff_common::enrol(&app, "agent@kaasboer.example", "agent").await;
+    let token = privacy_portal::cli::staff_token(app.state(), &agent.email)
+        .await
+        .unwrap();
+    let cases = || {
+        app.client
+            .get(app.url("/api/v1/staff/cases"))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(cases().await.unwrap().status(), 200, "the token works");
+
+    let admin_cookie = staff_cookie(&app, &admin, 0).await;
+    let (_, _, body) = get_with(&app, &admin_cookie, "/staff/members").await;
+    let agent_id = staff_id(&app, &agent.email).await;
+    let (status, _) = post_with(
+        &app,
+        &admin_cookie,
+        &format!("/staff/members/{agent_id}/reset"),
+        &[("csrf", &csrf_of(&body))],
+    )
+    .await;
+    assert_eq!(status, 200, "the page shows the new link");
+    assert_eq!(cases().await.unwrap().status(), 401, "revoked by the reset");
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM staff_tokens WHERE staff_id = $1 AND revoked_at IS NULL",
+            &agent_id
+        )
+        .await,
+        0
+    );
+    app.stop().await;
+}
+
+// ---------- the binary: secret key and files ----------
+
+/// The binary with no PORTAL_* variable from the caller's environment.
+fn portal_bin(cwd: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_privacy-portal"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PORTAL_") {
+            c.env_remove(k);
+        }
+    }
+    c.current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    c
+}
+
+/// Runs to the end, or kills it and fails after `secs` (a server that
+/// should have refused to start).
+fn finish_within(mut cmd: std::process::Command, secs: u64) -> std::process::Output {
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn admin_commands_without_a_secret_key_refuse_and_make_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let commands: [&[&str]; 6] = [
+        &["staff", "add", "admin@kaasboer.example", "--role", "admin"],
+        &["staff", "token", "admin@kaasboer.example"],
+        &["migrate"],
+        &["purge"],
+        &["audit", "verify"],
+        &["accounts", "import", "-"],
+    ];
+    for args in commands {
+        let mut cmd = portal_bin(dir.path());
+        cmd.args(args);
+        let out = finish_within(cmd, 60);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(err.contains("PORTAL_SECRET_KEY"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} printed no link or token");
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "no ./data, no secret.key, no database was made"
+    );
+}
+
+#[test]
+fn serve_refuses_a_secret_key_with_too_little_entropy() {
+    let dir = tempfile::tempdir().unwrap();
+    for key in ["ab".repeat(32), "0001020304050607".repeat(4)] {
+        let mut cmd = portal_bin(dir.path());
+        cmd.arg("serve")
+            .env("PORTAL_SECRET_KEY", key)
+            .env("PORTAL_SMTP_URL", "smtp://127.0.0.1:2525")
+            .env("PORTAL_BIND", "127.0.0.1:0")
+            .env(
+                "PORTAL_DATABASE_URL",
+                format!("sqlite://{}/p.db", dir.path().display()),
+            );
+        let out = finish_within(cmd, 60);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains("PORTAL_SECRET_KEY") && err.contains("entropy"),
+            "{err}"
+        );
+    }
+}
+
+#[cfg(unix)]
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[cfg(unix)]
+#[test]
+fn the_database_and_the_demo_key_are_created_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let mut cmd = portal_bin(dir.path());
+    cmd.arg("migrate")
+        .env(
+            "PORTAL_SECRET_KEY",
+            privacy_portal::config::generate_secret_hex(),
+        )
+        .env("PORTAL_DATABASE_URL", format!("sqlite://{}", db.display()));
+    let out = finish_within(cmd, 120);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode_of(&db), 0o600, "database file");
+
+    // `demo` on a fresh directory makes ./data/secret.key and ./data/portal.db.
+    let demo_dir = tempfile::tempdir().unwrap();
+    let mut cmd = portal_bin(demo_dir.path());
+    cmd.args(["demo", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let data = demo_dir.path().join("data");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !(data.join("secret.key").exists() && data.join("portal.db").exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demo made no key and database"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "demo exited early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(mode_of(&data.join("secret.key")), 0o600, "secret key file");
+    assert_eq!(
+        mode_of(&data.join("portal.db")),
+        0o600,
+        "demo database file"
+    );
+}
+
+// ---------- /metrics and /dev/mail ----------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_need_their_token_or_their_own_address() {
+    let metrics = |c: &reqwest::Client, url: String, token: Option<&str>| {
+        let mut r = c.get(url);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move {
+            let res = r.send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    // Neither configured: the public listener has no /metrics.
+    let app = TestApp::spawn().await;
+    assert_eq!(metrics(&app.client, app.url("/metrics"), None).await.0, 404);
+    app.stop().await;
+
+    let token = "a-long-random-scraper-token-0123456789";
+    let app = TestApp::spawn_with(|s| s.metrics_token = Some(token.to_string().into())).await;
+    let url = app.url("/metrics");
+    assert_eq!(metrics(&app.client, url.clone(), None).await.0, 401);
+    let wrong = "a-long-random-scraper-token-0123456780";
+    assert_eq!(metrics(&app.client, url.clone(), Some(wrong)).await.0, 401);
+    let (status, body) = metrics(&app.client, url, Some(token)).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("portal_outbox_backlog"), "{body}");
+    app.stop().await;
+
+    let app = TestApp::spawn_with(|s| s.metrics_bind = Some("127.0.0.1:0".into())).await;
+    assert_eq!(metrics(&app.client, app.url("/metrics"), None).await.0, 404);
+    let port = app
+        .server
+        .as_ref()
+        .unwrap()
+        .metrics_port
+        .expect("own listener");
+    let own = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let (status, body) = metrics(&app.client, own("/metrics"), None).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("portal_outbox_backlog"), "{body}");
+    assert_eq!(
+        metrics(&app.client, own("/en/"), None).await.0,
+        404,
+        "nothing but /metrics there"
+    );
+    app.stop().await;
+}
+
+/// An address of this machine that is not loopback (the one its default
+/// route leaves from); UDP `connect` sends nothing.
+fn non_loopback_address() -> std::net::IpAddr {
+    ["192.0.2.1:9", "10.255.255.1:9", "8.8.8.8:53"]
+        .iter()
+        .filter_map(|target| {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+            s.connect(target).ok()?;
+            Some(s.local_addr().ok()?.ip())
+        })
+        .find(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .expect("this test needs a network interface besides loopback")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dev_mailbox_answers_only_clients_on_this_machine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = common::fresh_database(&tmp).await;
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut settings = common::test_settings(db, port, 1);
+    settings.mode = privacy_portal::config::Mode::Demo;
+    settings.smtp_url = None;
+    let state = privacy_portal::build_state(settings).await.unwrap();
+    let server = privacy_portal::Server::start(state, listener)
+        .await
+        .unwrap();
+    let c = no_cookies();
+    let get = |host: String, path: &'static str, forwarded: bool| {
+        let mut r = c.get(format!("http://{host}:{port}{path}"));
+        if forwarded {
+            r = r.header("x-forwarded-for", "203.0.113.7");
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    let local = "127.0.0.1".to_string();
+    assert_eq!(get(local.clone(), "/dev/mail", false).await, 200);
+    let lan = match non_loopback_address() {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    };
+    assert_eq!(get(lan.clone(), "/dev/mail", false).await, 403);
+    assert_eq!(get(lan.clone(), "/dev/mail/1", false).await, 403);
+    // Through a reverse proxy on this machine: someone else's request.
+    assert_eq!(get(local.clone(), "/dev/mail", true).await, 403);
+    // The rest of the demo answers everyone.
+    assert_eq!(get(lan, "/en/", false).await, 200);
+    server.stop().await;
 }

@@ -5,6 +5,7 @@ mod common;
 mod staff_common;
 
 use common::{client, location, page, TestApp};
+use privacy_portal::workflow::staff_auth;
 use staff_common::{enrol, enrol_with_link, login, totp_code, try_login, PASSWORD};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -202,10 +203,11 @@ async fn wrong_password_wrong_code_and_unknown_address_answer_alike() {
     let known = bodies[0].1.as_secs_f64();
     assert!(unknown > known / 4.0, "unknown {unknown} vs known {known}");
     // The wrong TOTP was not accepted with the right password; the failures count.
+    let key = staff_auth::failure_key(app.state(), &user.email);
     assert_eq!(
         app.scalar(
-            "SELECT failed_logins FROM staff WHERE email = $1",
-            &user.email
+            "SELECT failures FROM staff_login_failures WHERE key_hash = $1",
+            &key
         )
         .await,
         2
@@ -236,14 +238,25 @@ async fn repeated_failures_lock_the_account_even_for_the_right_password() {
     let app = TestApp::spawn().await;
     let user = enrol(&app, "agent@kaasboer.example", "agent").await;
     let c = client();
+    let key = staff_auth::failure_key(app.state(), &user.email);
+    let unlock = || async {
+        sqlx::query("UPDATE staff_login_failures SET locked_until = $1 WHERE key_hash = $2")
+            .bind(privacy_portal::store::now() - 1)
+            .bind(&key)
+            .execute(app.state().db.write())
+            .await
+            .unwrap();
+    };
+    // Five wrong passwords, each after the previous wait has run out.
     for _ in 0..5 {
+        unlock().await;
         let res = try_login(&app, &c, &user.email, "not the password!", "000000").await;
         assert_eq!(res.status(), 401);
     }
     let locked_for = app
         .scalar(
-            "SELECT locked_until FROM staff WHERE email = $1",
-            &user.email,
+            "SELECT locked_until FROM staff_login_failures WHERE key_hash = $1",
+            &key,
         )
         .await
         - privacy_portal::store::now();
@@ -252,12 +265,7 @@ async fn repeated_failures_lock_the_account_even_for_the_right_password() {
     let res = try_login(&app, &c, &user.email, PASSWORD, &totp_code(&user.secret, 0)).await;
     assert_eq!(res.status(), 401);
     // When the lock has run out, the right credentials work again.
-    sqlx::query("UPDATE staff SET locked_until = $1 WHERE email = $2")
-        .bind(privacy_portal::store::now() - 1)
-        .bind(&user.email)
-        .execute(app.state().db.write())
-        .await
-        .unwrap();
+    unlock().await;
     login(&app, &user, 1).await;
     app.stop().await;
 }
@@ -441,5 +449,104 @@ async fn a_reset_login_ends_sessions_and_old_credentials_and_gives_a_new_link() 
     .await
     .unwrap();
     assert_eq!(actor, format!("staff:{admin_id}"));
+    app.stop().await;
+}
+
+// ---------- issue 13, item 8: the lock and the work of a failure ----------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_during_a_lock_neither_restarts_nor_extends_it() {
+    let app = TestApp::spawn().await;
+    let user = enrol(&app, "agent@kaasboer.example", "agent").await;
+    let c = client();
+    let key = staff_auth::failure_key(app.state(), &user.email);
+    for _ in 0..3 {
+        let res = try_login(&app, &c, &user.email, "not the password!", "000000").await;
+        assert_eq!(res.status(), 401);
+    }
+    let state_of = || async {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT failures, locked_until FROM staff_login_failures WHERE key_hash = $1",
+        )
+        .bind(&key)
+        .fetch_one(app.state().db.read())
+        .await
+        .unwrap()
+    };
+    let (failures, locked_until) = state_of().await;
+    assert_eq!(failures, 3);
+    assert!(
+        locked_until > privacy_portal::store::now(),
+        "the third failure locks"
+    );
+    // Wrong and right passwords during the lock: refused, and the lock ends
+    // when it would have ended anyway.
+    for password in ["still not the password", PASSWORD] {
+        let res = try_login(&app, &c, &user.email, password, &totp_code(&user.secret, 0)).await;
+        assert_eq!(res.status(), 401);
+        assert_eq!(state_of().await, (3, locked_until));
+    }
+    let audited: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = 'staff_login_failed'")
+            .fetch_one(app.state().db.read())
+            .await
+            .unwrap();
+    assert_eq!(audited, 5, "attempts during the lock are still audited");
+    sqlx::query("UPDATE staff_login_failures SET locked_until = $1 WHERE key_hash = $2")
+        .bind(privacy_portal::store::now() - 1)
+        .bind(&key)
+        .execute(app.state().db.write())
+        .await
+        .unwrap();
+    login(&app, &user, 1).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_login_with_an_unknown_address_is_counted_and_audited_like_a_members() {
+    let app = TestApp::spawn().await;
+    let user = enrol(&app, "agent@kaasboer.example", "agent").await;
+    let c = client();
+    let failed = || async {
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM staff_login_failures")
+            .fetch_one(app.state().db.read())
+            .await
+            .unwrap();
+        let events: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'staff_login_failed'",
+        )
+        .fetch_one(app.state().db.read())
+        .await
+        .unwrap();
+        (rows, events)
+    };
+    assert_eq!(failed().await, (0, 0));
+    let res = try_login(&app, &c, &user.email, "not the password!", "000000").await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(failed().await, (1, 1));
+    let res = try_login(&app, &c, "nobody@kaasboer.example", PASSWORD, "000000").await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(failed().await, (2, 2), "the same write and audit event");
+    // Three failures lock an unknown address as they lock a member's.
+    for _ in 0..2 {
+        try_login(&app, &c, "nobody@kaasboer.example", PASSWORD, "000000").await;
+    }
+    let key = staff_auth::failure_key(app.state(), "Nobody@Kaasboer.example");
+    assert!(
+        app.scalar(
+            "SELECT locked_until FROM staff_login_failures WHERE key_hash = $1",
+            &key
+        )
+        .await
+            > privacy_portal::store::now()
+    );
+    // The table holds keyed hashes, and the audit trail no address.
+    let details: Vec<String> = sqlx::query_scalar(
+        "SELECT actor || ' ' || detail FROM audit_events WHERE action = 'staff_login_failed'",
+    )
+    .fetch_all(app.state().db.read())
+    .await
+    .unwrap();
+    assert!(details.iter().all(|d| !d.contains('@')), "{details:?}");
     app.stop().await;
 }

@@ -223,12 +223,37 @@ fn cell(v: &Value) -> String {
 }
 
 /// A cell a spreadsheet would run as a formula is made inert with a
-/// leading apostrophe (OWASP CSV injection).
+/// leading apostrophe (OWASP CSV injection). Spreadsheets skip leading
+/// spaces (also no-break and other Unicode spaces) and read the fullwidth
+/// signs as ASCII ones, so those count as formula starters too. A plain
+/// number (`-12.50`) stays a number.
 fn neutralise(s: &str) -> String {
-    match s.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}"),
-        _ => s.to_string(),
+    if is_plain_number(s) {
+        return s.to_string();
     }
+    let head = s.trim_start_matches(|c: char| {
+        c.is_whitespace() || matches!(c, '\u{feff}' | '\u{200b}' | '\u{2060}')
+    });
+    let starter = s.starts_with(['\t', '\r', '\n'])
+        || head.starts_with([
+            '=', '+', '-', '@', '\u{ff1d}', '\u{ff0b}', '\u{ff0d}', '\u{ff20}',
+        ]);
+    if starter {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    }
+}
+
+/// `-12`, `-12.50`, `3.5`: what a spreadsheet reads as a number and nothing
+/// else.
+fn is_plain_number(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
+    !int.is_empty()
+        && !frac.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn csv_line(w: &mut impl Write, cells: &[&str]) -> std::io::Result<()> {
@@ -267,12 +292,45 @@ mod tests {
         );
         assert_eq!(neutralise("+31 6"), "'+31 6");
         assert_eq!(neutralise("Åsa"), "Åsa");
+        assert_eq!(neutralise("Anna-Lena"), "Anna-Lena");
         let mut out = Vec::new();
         csv_line(&mut out, &["a\"b", "@SUM(A1)"]).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "\"a\"\"b\",\"'@SUM(A1)\"\r\n"
         );
+    }
+
+    #[test]
+    fn formula_starters_after_spaces_and_fullwidth_signs_are_made_inert() {
+        for hostile in [
+            " =1+1",
+            "\u{a0}=HYPERLINK(\"http://x\")",
+            "\u{3000}@SUM(A1)",
+            "\u{2007}+1",
+            "\u{feff}=1",
+            "\u{ff1d}1+1",
+            "\u{ff0b}1",
+            "\u{ff0d}1",
+            "\u{ff20}SUM(A1)",
+            " \u{ff1d}1",
+            "-1+1",
+            "-A1",
+            "-",
+            "\ttext",
+        ] {
+            assert_eq!(neutralise(hostile), format!("'{hostile}"), "{hostile:?}");
+        }
+    }
+
+    #[test]
+    fn negative_numbers_stay_numbers() {
+        for n in ["-12.50", "-12", "-0.5", "12.50", "7"] {
+            assert_eq!(neutralise(n), n);
+        }
+        for not_plain in ["-12.", "-.5", "-1e5", "-12,50"] {
+            assert_eq!(neutralise(not_plain), format!("'{not_plain}"));
+        }
     }
 
     /// A customer with `orders` orders and nothing else.

@@ -406,5 +406,19 @@ fn sqlite_url(url: &str) -> anyhow::Result<(String, Option<std::path::PathBuf>)>
     };
     let file = (path != ":memory:" && !query.contains("mode=memory"))
         .then(|| std::path::PathBuf::from(path));
+    if let Some(f) = &file {
+        create_private(f)?;
+    }
     Ok((format!("sqlite://{path}?{query}"), file))
+}
+
+/// Creates a missing database file readable by its owner only: it holds
+/// every request. SQLite gives its -wal and -shm files the same mode. An
+/// existing file keeps the mode its operator chose.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    match crate::crypto::create_private(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }

@@ -1,6 +1,8 @@
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use include_dir::{include_dir, Dir};
 
+use secrecy::ExposeSecret;
+
 use crate::{config::Mode, AppState};
 
 static STATIC: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/static");
@@ -10,7 +12,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::head().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/readyz", web::head().to(readyz))
-        .route("/metrics", web::get().to(metrics))
+        .route("/metrics", web::get().to(public_metrics))
         .route("/static/{file:.*}", web::get().to(static_file));
 }
 
@@ -26,6 +28,42 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             .content_type("text/plain")
             .body("database unreachable")
     }
+}
+
+/// `/metrics` on the public listener: only with the bearer token of
+/// `PORTAL_METRICS_TOKEN`; without one configured it does not exist here.
+async fn public_metrics(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let Some(expected) = &state.settings.metrics_token else {
+        return super::errors::not_found(req, state).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !crate::crypto::ct_eq(given.trim(), expected.expose_secret()) {
+        return HttpResponse::Unauthorized()
+            .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+            .finish();
+    }
+    metrics(state).await
+}
+
+/// The routes of the separate metrics listener (`PORTAL_METRICS_BIND`):
+/// nothing but `/metrics`, open to whoever can reach that address, unless a
+/// token is configured.
+pub fn metrics_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/metrics",
+        web::get().to(|state: web::Data<AppState>, req: HttpRequest| async move {
+            if state.settings.metrics_token.is_some() {
+                public_metrics(state, req).await
+            } else {
+                metrics(state).await
+            }
+        }),
+    );
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
@@ -56,14 +94,39 @@ async fn static_file(path: web::Path<String>) -> HttpResponse {
     }
 }
 
-fn demo_only(state: &AppState) -> bool {
-    state.settings.mode == Mode::Demo
+/// The dev mailbox exists only in demo mode, and only for the machine it
+/// runs on: it shows every code and link. A forwarding header means a
+/// proxy on this machine passed the request on for someone else.
+async fn dev_mailbox_refusal(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+) -> Option<HttpResponse> {
+    if state.settings.mode != Mode::Demo {
+        return Some(super::errors::not_found(req.clone(), state.clone()).await);
+    }
+    let loopback = req.peer_addr().is_some_and(|a| match a.ip() {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        ip => ip.is_loopback(),
+    });
+    let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|h| req.headers().contains_key(*h));
+    if !loopback || forwarded {
+        let locale = super::errors::locale_of(req);
+        return Some(super::errors::page(
+            state,
+            &crate::workflow::WorkflowError::Forbidden,
+            locale,
+        ));
+    }
+    None
 }
 
-/// The dev mailbox: exists only in demo mode.
 pub async fn dev_mail(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    if !demo_only(&state) {
-        return super::errors::not_found(req, state).await;
+    if let Some(refusal) = dev_mailbox_refusal(&state, &req).await {
+        return refusal;
     }
     let locale = super::errors::locale_of(&req);
     let mails = crate::store::outbox::dev_list(&state.db, 100)
@@ -84,8 +147,8 @@ pub async fn dev_mail_one(
     req: HttpRequest,
     path: web::Path<i64>,
 ) -> HttpResponse {
-    if !demo_only(&state) {
-        return super::errors::not_found(req, state).await;
+    if let Some(refusal) = dev_mailbox_refusal(&state, &req).await {
+        return refusal;
     }
     let locale = super::errors::locale_of(&req);
     let Some(mail) = crate::store::outbox::dev_get(&state.db, *path)

@@ -144,6 +144,8 @@ fn ui_locale(req: &HttpRequest, session: &Session) -> Locale {
 const SK_ID: &str = "staff_id";
 const SK_ISSUED: &str = "staff_issued";
 const SK_SEEN: &str = "staff_seen";
+/// The member's session generation at login; see `staff::end_sessions`.
+const SK_GEN: &str = "staff_gen";
 
 /// The signed-in staff member, enforcing 8 h absolute and 30 min idle.
 async fn current(state: &AppState, session: &Session) -> Result<staff::StaffRow, Fail> {
@@ -154,6 +156,7 @@ async fn current(state: &AppState, session: &Session) -> Result<staff::StaffRow,
         .ok_or(Fail::Login)?;
     let issued = session.get::<i64>(SK_ISSUED).ok().flatten().unwrap_or(0);
     let seen = session.get::<i64>(SK_SEEN).ok().flatten().unwrap_or(0);
+    let generation = session.get::<i64>(SK_GEN).ok().flatten();
     let now = store::now();
     if !staff_auth::session_alive(issued, seen, now) {
         end_session(session);
@@ -163,9 +166,13 @@ async fn current(state: &AppState, session: &Session) -> Result<staff::StaffRow,
         .await
         .ok()
         .flatten()
-        // A session from before the member's last (re-)enrolment ended
-        // with the reset.
-        .filter(|s| s.disabled == 0 && s.enrolled_at.is_some_and(|e| issued >= e))
+        // Logout, a reset and disabling raise the generation: the cookie
+        // is still well signed, but its session is over.
+        .filter(|s| {
+            s.disabled == 0
+                && s.enrolled_at.is_some_and(|e| issued >= e)
+                && generation == Some(s.session_gen)
+        })
         .ok_or_else(|| {
             end_session(session);
             Fail::Login
@@ -178,6 +185,7 @@ fn end_session(session: &Session) {
     session.remove(SK_ID);
     session.remove(SK_ISSUED);
     session.remove(SK_SEEN);
+    session.remove(SK_GEN);
 }
 
 fn require_admin(
@@ -320,6 +328,7 @@ async fn login_post(
             let _ = session.insert(SK_ID, &member.id);
             let _ = session.insert(SK_ISSUED, now);
             let _ = session.insert(SK_SEEN, now);
+            let _ = session.insert(SK_GEN, member.session_gen);
             let _ = session.insert("csrf", crate::crypto::random_token());
             if let Some(l) = lang {
                 let _ = session.insert("staff_lang", l);
@@ -355,24 +364,12 @@ async fn logout(
 ) -> Page {
     let locale = ui_locale(&req, &session);
     check_csrf(&state, &session, locale, &form.csrf)?;
-    if let Ok(Some(id)) = session.get::<String>(SK_ID) {
-        let now = store::now();
-        if let Ok(mut tx) = state.db.begin().await {
-            let _ = audit::record(
-                &mut tx,
-                now,
-                audit::Event {
-                    request_id: None,
-                    actor: &staff_auth::actor(&id),
-                    action: "staff_logout",
-                    from_status: None,
-                    to_status: None,
-                    detail: serde_json::json!({}),
-                },
-            )
-            .await;
-            let _ = tx.commit().await;
-        }
+    // Only a live session may end the member's sessions: a stale cookie
+    // (already logged out) is simply cleared.
+    if let Ok(me) = current(&state, &session).await {
+        staff_auth::logout(&state, &me.id)
+            .await
+            .map_err(fail(&state, locale))?;
     }
     let lang = session.get::<String>("staff_lang").ok().flatten();
     session.purge();

@@ -235,8 +235,9 @@ fn staff_event<'a>(actor: &'a str, action: &'a str, detail: serde_json::Value) -
 }
 
 /// A member lost their phone or password: the old password, authenticator
-/// and recovery codes stop working, their sessions end, and a new one-time
-/// enrolment link (24 h) is returned for the admin to hand over.
+/// and recovery codes stop working, their sessions end, their API tokens
+/// are revoked (whoever has the phone may have them too), and a new
+/// one-time enrolment link (24 h) is returned for the admin to hand over.
 pub async fn reset_login(state: &AppState, id: &str, by: &str) -> WResult<String> {
     let token = crypto::random_token();
     let now = store::now();
@@ -259,6 +260,23 @@ pub async fn reset_login(state: &AppState, id: &str, by: &str) -> WResult<String
     .await?;
     tx.commit().await?;
     Ok(enrol_link(state, &token))
+}
+
+/// Ends every session of the member, this one and any copy of its cookie.
+pub async fn logout(state: &AppState, id: &str) -> WResult<()> {
+    let now = store::now();
+    let mut tx = state.db.begin().await?;
+    if !staff::end_sessions(&mut tx, id).await? {
+        return Err(WorkflowError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        now,
+        staff_event(&actor(id), "staff_logout", serde_json::json!({})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 pub async fn set_disabled(state: &AppState, id: &str, disabled: bool, by: &str) -> WResult<()> {
@@ -307,6 +325,7 @@ pub async fn demo_credentials(state: &AppState, email: &str) -> WResult<(String,
     {
         return Err(WorkflowError::NotFound);
     }
+    staff::forget_login_failures(&mut tx, &failure_key(state, email)).await?;
     tx.commit().await?;
     Ok((password, secret))
 }
@@ -431,6 +450,8 @@ pub async fn enrol_finish(
     for c in &codes {
         staff::add_recovery_code(&mut tx, &e.id, &recovery_hash(state, &e.id, c)).await?;
     }
+    // New credentials: a lock earned by the old ones (or a guesser) ends.
+    staff::forget_login_failures(&mut tx, &failure_key(state, &e.email)).await?;
     audit::record(
         &mut tx,
         now,
@@ -447,8 +468,19 @@ pub async fn enrol_finish(
 
 // ---------- login ----------
 
+/// The key of the failure record of a typed address. Unknown addresses
+/// get one too, so a failed login costs the same work whoever's address it
+/// was (and the table names no address).
+pub fn failure_key(state: &AppState, raw_email: &str) -> String {
+    let typed = Email::parse(raw_email)
+        .map(|e| e.as_str().to_string())
+        .unwrap_or_else(|| raw_email.trim().to_lowercase());
+    state.keys.lookup_hash(&format!("staff-login:{typed}"))
+}
+
 /// Email + password + TOTP code (or a recovery code). Every failure is the
-/// same `Unauthorized`, whatever the reason.
+/// same `Unauthorized`, whatever the reason, and does the same work: one
+/// argon2 verification, one failure record, one audit event.
 pub async fn login(
     state: &AppState,
     raw_email: &str,
@@ -456,53 +488,43 @@ pub async fn login(
     code: &str,
 ) -> WResult<staff::StaffRow> {
     let now = store::now();
+    let key = failure_key(state, raw_email);
     let member = match Email::parse(raw_email) {
         Some(email) => staff::auth_by_email(&state.db, email.as_str()).await?,
         None => None,
     }
     .filter(|m| m.disabled == 0 && m.enrolled_at.is_some() && m.password_hash.is_some());
-    let Some(m) = member else {
-        verify_password(state, password, None).await?;
-        return Err(WorkflowError::Unauthorized);
-    };
-    let locked = m.locked_until.is_some_and(|t| t > now);
-    let password_ok = if locked {
-        // Same work as a real check, and the lock holds even for the right password.
-        verify_password(state, password, None).await?;
-        false
-    } else {
-        verify_password(state, password, m.password_hash.clone()).await?
-    };
+    let locked = staff::login_failures(&state.db, &key)
+        .await?
+        .and_then(|f| f.locked_until)
+        .is_some_and(|t| t > now);
+    // While locked, even the right password fails, with the same work.
+    let phc = member
+        .as_ref()
+        .filter(|_| !locked)
+        .and_then(|m| m.password_hash.clone());
+    let password_ok = verify_password(state, password, phc).await?;
     let mut tx = state.db.begin().await?;
-    let second_ok = password_ok && second_factor(state, &mut tx, &m, code, now).await?;
-    if !second_ok {
-        let recent = m
-            .last_failed_at
-            .is_some_and(|t| t > now - FAILURE_WINDOW_SECS);
-        let failures = if recent { m.failed_logins + 1 } else { 1 };
-        let wait = lock_secs(failures);
-        staff::record_login_failure(
-            &mut tx,
-            &m.id,
-            failures,
-            now,
-            (wait > 0).then_some(now + wait),
-        )
-        .await?;
-        audit::record(
-            &mut tx,
-            now,
-            staff_event(
-                &actor(&m.id),
-                "staff_login_failed",
-                serde_json::json!({"failures": failures, "locked_seconds": wait}),
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        return Err(WorkflowError::Unauthorized);
-    }
-    staff::reset_login_failures(&mut tx, &m.id).await?;
+    let m = match member {
+        Some(m) if password_ok && second_factor(state, &mut tx, &m, code, now).await? => m,
+        other => {
+            let actor = other.map_or_else(|| "anonymous".to_string(), |m| actor(&m.id));
+            let (failures, locked_seconds) = count_failure(&mut tx, &key, now).await?;
+            audit::record(
+                &mut tx,
+                now,
+                staff_event(
+                    &actor,
+                    "staff_login_failed",
+                    serde_json::json!({"failures": failures, "locked_seconds": locked_seconds}),
+                ),
+            )
+            .await?;
+            tx.commit().await?;
+            return Err(WorkflowError::Unauthorized);
+        }
+    };
+    staff::forget_login_failures(&mut tx, &key).await?;
     audit::record(
         &mut tx,
         now,
@@ -511,6 +533,24 @@ pub async fn login(
     .await?;
     tx.commit().await?;
     Ok(m.row())
+}
+
+/// Counts a failed login for `key`; returns the failures in a row and the
+/// lock it started (0 when none). A failure while a lock runs leaves the
+/// count and the lock as they are: hammering a locked account must not
+/// keep its owner out longer.
+async fn count_failure(conn: &mut store::Conn, key: &str, now: i64) -> WResult<(i64, i64)> {
+    let window_start = now - FAILURE_WINDOW_SECS;
+    let f = staff::count_login_failure(conn, key, now, window_start).await?;
+    let running = f.locked_until.filter(|t| *t > now);
+    let wait = if running.is_some() {
+        0
+    } else {
+        lock_secs(f.failures)
+    };
+    let locked_until = running.or((wait > 0).then_some(now + wait));
+    staff::set_login_lock(conn, key, locked_until, now, window_start).await?;
+    Ok((f.failures, wait))
 }
 
 async fn second_factor(

@@ -186,7 +186,7 @@ pub fn postgres_url() -> Option<String> {
 
 /// A fresh database for one test: a temp SQLite file, or a new schema in the
 /// PostgreSQL database named by PORTAL_TEST_POSTGRES_URL (dropped with it).
-async fn fresh_database(tmp: &tempfile::TempDir) -> String {
+pub async fn fresh_database(tmp: &tempfile::TempDir) -> String {
     match postgres_url() {
         None => format!("sqlite://{}/portal.db", tmp.path().display()),
         Some(base) => {
@@ -240,6 +240,8 @@ pub fn test_settings(database_url: String, port: u16, smtp_port: u16) -> Setting
             "portal-test-exports-{}",
             uuid::Uuid::new_v4().simple()
         )),
+        metrics_bind: None,
+        metrics_token: None,
     }
 }
 
