@@ -236,6 +236,11 @@ pub fn test_settings(database_url: String, port: u16, smtp_port: u16) -> Setting
         mail_retry_base: Duration::from_millis(200),
         mail_retry_max: Duration::from_secs(2),
         worker_interval: Duration::from_millis(200),
+        mail_timing: privacy_portal::mail::Timing {
+            send_timeout: Duration::from_secs(3),
+            lease: Duration::from_secs(6),
+            ..Default::default()
+        },
         export_dir: std::env::temp_dir().join(format!(
             "portal-test-exports-{}",
             uuid::Uuid::new_v4().simple()
