@@ -412,7 +412,7 @@ async fn a_worker_whose_lease_was_taken_over_cannot_mark_the_mail() {
     let later = privacy_portal::store::now() + 100_000;
     let mut conn = db.write().acquire().await.unwrap();
     outbox::insert(
-        &mut *conn,
+        &mut conn,
         &outbox::NewMail {
             id: "lease-test",
             request_id: None,
