@@ -244,7 +244,7 @@ async fn held_mail_is_retried_on_a_slow_schedule() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_new_code_mail_goes_out_promptly_after_an_outage() {
+async fn after_an_outage_a_new_code_mail_goes_out_promptly_and_the_waiting_mail_follows() {
     // Nothing listens on the port yet: the mail server is down.
     let port = common::free_listener().local_addr().unwrap().port();
     let app = TestApp::spawn_with(|s| {
@@ -564,4 +564,44 @@ fn sigterm_ends_serve_within_10_s_while_the_mail_server_hangs() {
         panic!("serve still running 10 s after SIGTERM");
     };
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_mail_wakes_a_worker_that_backs_off() {
+    let fake = FakeSmtp::start(Behaviour::CloseAtOnce).await;
+    let app = spawn(&fake, |s| {
+        s.mail_retry_base = Duration::from_secs(1);
+        s.mail_retry_max = Duration::from_secs(60);
+    })
+    .await;
+    let db = app.state().db.clone();
+    // Enough mail that every pass finds some due (the untried rest of a
+    // batch is due again after a second): each pass connects once, fails,
+    // and the worker's pause doubles: 1, 2, 4, then 8 s.
+    for i in 0..30 {
+        app.create("question", &format!("backlog{i}@example.org"), "en")
+            .await;
+    }
+    eventually("four failed passes", || async { fake.connections() >= 4 }).await;
+    fake.set(Behaviour::Accept);
+    let id = app.create("question", "woken@example.org", "en").await;
+    let asked = Instant::now();
+    eventually("the new mail arrived", || async {
+        fake.delivered_to("woken@example.org") == 1
+    })
+    .await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "sent {:?} after it was queued: the worker waited out its pause",
+        asked.elapsed()
+    );
+    eventually("marked sent", || async {
+        row(&db, &id).await.status == "sent"
+    })
+    .await;
+    eventually("the backlog followed", || async {
+        fake.delivered().len() == 31
+    })
+    .await;
+    app.stop().await;
 }

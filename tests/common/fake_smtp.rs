@@ -17,6 +17,8 @@ use tokio::{
 pub enum Behaviour {
     /// Accepts every mail.
     Accept,
+    /// Closes each connection at once: a server that is down.
+    CloseAtOnce,
     /// Accepts the connection, then never says a word.
     SilentAfterConnect,
     /// Takes the whole message, then never answers the final dot.
@@ -123,8 +125,10 @@ async fn session(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
     let (read, mut write) = socket.into_split();
     let mut reader = BufReader::new(read);
     let behaviour = || state.lock().unwrap().behaviour;
-    if behaviour() == Behaviour::SilentAfterConnect {
-        return hang(reader).await;
+    match behaviour() {
+        Behaviour::SilentAfterConnect => return hang(reader).await,
+        Behaviour::CloseAtOnce => return,
+        _ => {}
     }
     if write.write_all(b"220 fake.test ESMTP\r\n").await.is_err() {
         return;
