@@ -607,3 +607,55 @@ async fn new_mail_wakes_a_worker_that_backs_off() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn other_mail_deferred_for_too_long_is_held_not_dropped() {
+    let fake = FakeSmtp::start(Behaviour::TryLater).await;
+    let app = spawn(&fake, |s| {
+        s.mail_timing.give_up_after = Duration::from_secs(2);
+    })
+    .await;
+    let state = app.state();
+    let mut ctx = tera::Context::new();
+    for (k, v) in [
+        ("company", "Kaasboer"),
+        ("reference", "R-1"),
+        ("due_date", "1 January"),
+        ("message", "Hello"),
+        ("privacy_email", "privacy@kaasboer.example"),
+    ] {
+        ctx.insert(k, v);
+    }
+    let mut conn = state.db.write().acquire().await.unwrap();
+    privacy_portal::mail::enqueue(
+        &mut conn,
+        &state.tera,
+        &state.keys,
+        privacy_portal::mail::Outgoing {
+            request_id: Some("held-after-days"),
+            to: "patient@example.org",
+            locale: privacy_portal::domain::Locale::En,
+            template: "question_received",
+            ctx,
+            secret: None,
+            forget_address: false,
+        },
+        privacy_portal::store::now(),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    state.mail_notify.notify_one();
+    let db = state.db.clone();
+    eventually("held after the give-up time", || async {
+        row(&db, "held-after-days").await.status == "held"
+    })
+    .await;
+    let r = row(&db, "held-after-days").await;
+    assert_eq!(r.last_error.as_deref(), Some("smtp_transient"));
+    assert!(r.attempts >= 2, "retried before it was held");
+    assert!(audit_actions(&db, "held-after-days")
+        .await
+        .contains(&"mail_held".to_string()));
+    app.stop().await;
+}
