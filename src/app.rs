@@ -109,11 +109,19 @@ impl Server {
         let state = web::Data::new(state);
         let (shutdown, rx) = watch::channel(false);
 
+        let timing = state.settings.mail_timing.clone();
         let transport = match &state.settings.smtp_url {
             Some(url) => {
                 use secrecy::ExposeSecret;
+                let url = url.expose_secret();
+                if crate::mail::transport::sends_credentials_in_clear(url) {
+                    tracing::warn!(
+                        host = crate::mail::transport::smtp_host(url).unwrap_or_default(),
+                        "PORTAL_SMTP_URL says tls=none: the SMTP password goes over the network in clear"
+                    );
+                }
                 Transport::Smtp(
-                    crate::mail::transport::build_smtp(url.expose_secret())
+                    crate::mail::transport::Smtp::new(url, timing.send_timeout)
                         .map_err(anyhow::Error::msg)?,
                 )
             }
@@ -131,6 +139,7 @@ impl Server {
             retry_base: state.settings.mail_retry_base,
             retry_max: state.settings.mail_retry_max,
             interval: state.settings.worker_interval,
+            timing,
         };
         let mut tasks = vec![tokio::spawn(worker.run(rx.clone()))];
         tasks.push(tokio::spawn(sweeper(state.clone(), rx.clone())));
@@ -189,13 +198,15 @@ impl Server {
     }
 
     /// Graceful: stop accepting, finish in-flight requests, stop workers.
+    /// The workers hear it first so that the mail in flight finishes (or is
+    /// left queued) while the HTTP requests finish, not after them.
     pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
         if let Some((handle, server)) = self.metrics_server {
             handle.stop(true).await;
             let _ = server.await;
         }
         self.handle.stop(true).await;
-        let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }

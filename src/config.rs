@@ -37,8 +37,12 @@ pub struct Settings {
     /// (a benchmark's single load generator).
     pub client_rate_limit_per_minute: u32,
     pub mail_retry_base: Duration,
+    /// Caps the mail worker's pause and a code mail's backoff: well under
+    /// a code's 15-minute life.
     pub mail_retry_max: Duration,
     pub worker_interval: Duration,
+    /// Send timeout, leases and the retry schedule of other mail.
+    pub mail_timing: crate::mail::Timing,
     /// Encrypted export archives live here until they expire.
     pub export_dir: PathBuf,
     /// A second listener that serves only `/metrics` (an address scrapers
@@ -928,8 +932,9 @@ pub fn load(mode: Mode, bind_override: Option<String>) -> Result<Settings, Confi
         company,
         client_rate_limit_per_minute,
         mail_retry_base: Duration::from_secs(5),
-        mail_retry_max: Duration::from_secs(30 * 60),
+        mail_retry_max: Duration::from_secs(60),
         worker_interval: Duration::from_secs(2),
+        mail_timing: crate::mail::Timing::default(),
         export_dir: PathBuf::from(
             var("PORTAL_EXPORT_DIR").unwrap_or_else(|| "data/exports".to_string()),
         ),

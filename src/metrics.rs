@@ -28,6 +28,12 @@ pub struct Metrics {
     pub mails_sent: Counter,
     pub mail_failures: Counter,
     pub outbox_backlog: Gauge,
+    /// Seconds since the oldest mail still waiting was queued (0: none).
+    pub mail_oldest_queued_age: Gauge,
+    /// Unix time of the last mail a server accepted (0: none yet).
+    pub mail_last_success: Gauge,
+    /// Mails held for the operator (refused for good, or retried too long).
+    pub mail_held: Gauge,
 }
 
 impl Default for Metrics {
@@ -46,6 +52,9 @@ impl Metrics {
         let mails_sent = Counter::default();
         let mail_failures = Counter::default();
         let outbox_backlog = Gauge::default();
+        let mail_oldest_queued_age = Gauge::default();
+        let mail_last_success = Gauge::default();
+        let mail_held = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -81,6 +90,21 @@ impl Metrics {
             "Mails waiting in the outbox",
             outbox_backlog.clone(),
         );
+        registry.register(
+            "mail_oldest_queued_age_seconds",
+            "Age of the oldest mail waiting in the outbox",
+            mail_oldest_queued_age.clone(),
+        );
+        registry.register(
+            "mail_last_success_timestamp_seconds",
+            "Unix time when a mail server last accepted a mail",
+            mail_last_success.clone(),
+        );
+        registry.register(
+            "mail_held",
+            "Mails held for the operator after a permanent refusal",
+            mail_held.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -90,6 +114,9 @@ impl Metrics {
             mails_sent,
             mail_failures,
             outbox_backlog,
+            mail_oldest_queued_age,
+            mail_last_success,
+            mail_held,
         }
     }
 

@@ -1125,3 +1125,132 @@ async fn the_dev_mailbox_answers_only_clients_on_this_machine() {
     assert_eq!(get(lan, "/en/", false).await, 200);
     server.stop().await;
 }
+
+// ---------- SMTP credentials never in clear (issue 13 item 6) ----------
+
+/// A mail server that offers AUTH but no STARTTLS, and the request whose
+/// code mail the portal tries to send through it with `smtp_url`.
+async fn send_through_auth_without_tls(
+    query: &str,
+    email: &str,
+) -> (common::fake_smtp::FakeSmtp, TestApp, String) {
+    use common::fake_smtp::{Behaviour, FakeSmtp};
+    let fake = FakeSmtp::start(Behaviour::Accept).await;
+    fake.offer_auth();
+    let url = format!("smtp://portal:S3cret-pw@127.0.0.1:{}{query}", fake.port);
+    let app = TestApp::spawn_with(move |s| s.smtp_url = Some(url.into())).await;
+    let id = app.create("question", email, "en").await;
+    (fake, app, id)
+}
+
+async fn poll_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    for _ in 0..600 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("not within 30 s: {what}");
+}
+
+fn credentials_seen(lines: &[String]) -> bool {
+    use base64::Engine;
+    let plain = base64::engine::general_purpose::STANDARD.encode("\0portal\0S3cret-pw");
+    let login = base64::engine::general_purpose::STANDARD.encode("S3cret-pw");
+    lines.iter().any(|l| {
+        l.to_ascii_uppercase().starts_with("AUTH")
+            || l.contains(&plain)
+            || l.contains(&login)
+            || l.contains("S3cret-pw")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smtp_credentials_are_not_sent_to_a_server_without_starttls() {
+    let email = "cleartext.refused@example.org";
+    let (fake, app, id) = send_through_auth_without_tls("", email).await;
+    let db = app.state().db.clone();
+    poll_until(
+        "the portal tried the server and deferred the mail",
+        || async {
+            let r: (String, Option<String>) =
+                sqlx::query_as("SELECT status, last_error FROM outbox WHERE request_id = $1")
+                    .bind(&id)
+                    .fetch_one(db.read())
+                    .await
+                    .unwrap();
+            r.1.as_deref() == Some("smtp_tls")
+        },
+    )
+    .await;
+    let lines = fake.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.to_ascii_uppercase().starts_with("EHLO")),
+        "the server was reached: {lines:?}"
+    );
+    assert!(!credentials_seen(&lines), "credentials went out: {lines:?}");
+    assert!(fake.delivered().is_empty());
+    let status: String = sqlx::query_scalar("SELECT status FROM outbox WHERE request_id = $1")
+        .bind(&id)
+        .fetch_one(db.read())
+        .await
+        .unwrap();
+    assert_eq!(status, "pending", "kept for a retry once TLS works");
+    assert!(!common::logs().contains("S3cret-pw"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smtp_credentials_go_in_clear_only_with_tls_none_and_a_warning() {
+    let email = "cleartext.chosen@example.org";
+    let (fake, app, id) = send_through_auth_without_tls("?tls=none", email).await;
+    poll_until("delivered", || async { fake.delivered_to(email) == 1 }).await;
+    assert!(credentials_seen(&fake.lines()), "AUTH was used");
+    let db = app.state().db.clone();
+    poll_until("marked sent", || async {
+        let status: String = sqlx::query_scalar("SELECT status FROM outbox WHERE request_id = $1")
+            .bind(&id)
+            .fetch_one(db.read())
+            .await
+            .unwrap();
+        status == "sent"
+    })
+    .await;
+    let logs = common::logs();
+    let warning = logs
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("tls=none"))
+        .expect("a warning at start");
+    assert!(warning.contains("127.0.0.1") && !warning.contains("S3cret-pw"));
+    assert!(!logs.contains("S3cret-pw"));
+    app.stop().await;
+}
+
+#[test]
+fn serve_refuses_smtp_credentials_with_opportunistic_tls() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_privacy-portal"))
+        .arg("serve")
+        .env("PORTAL_DATABASE_URL", "sqlite::memory:")
+        .env(
+            "PORTAL_SMTP_URL",
+            "smtp://portal:S3cret-pw@127.0.0.1:2525?tls=opportunistic",
+        )
+        .env(
+            "PORTAL_SECRET_KEY",
+            privacy_portal::config::generate_secret_hex(),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("PORTAL_SMTP_URL") && err.contains("tls=none"),
+        "{err}"
+    );
+    assert!(!err.contains("S3cret-pw"), "{err}");
+}

@@ -5,6 +5,8 @@
 pub mod transport;
 pub mod worker;
 
+use std::time::Duration;
+
 use tera::{Context, Tera};
 
 use crate::{
@@ -12,6 +14,38 @@ use crate::{
     domain::Locale,
     store::{outbox, Conn},
 };
+
+/// How long mail may take and how it is retried (README "Operations").
+/// Tests shorten these; the defaults are for production.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// Bounds one whole SMTP send: connect, greeting, TLS, every command
+    /// and the data. A server that goes silent costs at most this.
+    pub send_timeout: Duration,
+    /// How long claimed mail stays leased to one worker. Renewed before
+    /// each send to outlast it, so it is never shorter than the send
+    /// timeout plus a margin.
+    pub lease: Duration,
+    /// Backoff cap for mail that carries no code (codes use the worker's
+    /// `mail_retry_max`, well under their 15-minute life).
+    pub retry_max_other: Duration,
+    /// Mail without a code still undelivered after this long is held.
+    pub give_up_after: Duration,
+    /// Held mail is queued again this often, and at every start.
+    pub held_retry: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            send_timeout: Duration::from_secs(30),
+            lease: Duration::from_secs(90),
+            retry_max_other: Duration::from_secs(60 * 60),
+            give_up_after: Duration::from_secs(3 * 24 * 60 * 60),
+            held_retry: Duration::from_secs(30 * 60),
+        }
+    }
+}
 
 /// Stands in the stored bodies where the secret goes; replaced only in
 /// memory, at send time.

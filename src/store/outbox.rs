@@ -74,32 +74,70 @@ pub struct Claimed {
     pub context: Option<String>,
     pub sealed_secret: Option<String>,
     pub attempts: i64,
+    pub created_at: i64,
 }
 
-/// Leases due mails to this worker. The lease (not a held lock) is what
-/// keeps two instances from sending the same mail at once, so a worker that
-/// dies mid-send only delays the mail until the lease runs out.
-pub async fn claim(db: &Db, now: i64, lease_secs: i64, limit: i64) -> sqlx::Result<Vec<Claimed>> {
+/// Leases due mails to this worker under `token`. The lease (not a held
+/// lock) is what keeps two instances from sending the same mail at once, so
+/// a worker that dies mid-send only delays the mail until the lease runs
+/// out. Every later change of a leased row checks the token.
+pub async fn claim(
+    db: &Db,
+    token: &str,
+    now: i64,
+    lease_secs: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<Claimed>> {
     let skip_locked = match db.backend {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
     };
     let sql = format!(
-        "UPDATE outbox SET locked_until = $1, attempts = attempts + 1 WHERE id IN ( \
-           SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $2 \
-           AND (locked_until IS NULL OR locked_until <= $2) ORDER BY next_attempt_at LIMIT $3{skip_locked}) \
-         RETURNING id, to_addr, template, subject, body_text, body_html, context, sealed_secret, attempts"
+        "UPDATE outbox SET locked_until = $1, lease_token = $2, attempts = attempts + 1 WHERE id IN ( \
+           SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $3 \
+           AND (locked_until IS NULL OR locked_until <= $3) ORDER BY next_attempt_at LIMIT $4{skip_locked}) \
+         RETURNING id, to_addr, template, subject, body_text, body_html, context, sealed_secret, attempts, created_at"
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(now + lease_secs)
+        .bind(token)
         .bind(now)
         .bind(limit)
         .fetch_all(db.write())
         .await
 }
 
-pub async fn mark_sent(db: &Db, id: &str, now: i64) -> sqlx::Result<()> {
+/// Extends a lease right before the send, if it is still ours: false when
+/// another worker took the mail over after our lease ran out (it sends it,
+/// we must not). The new lease outlasts the bounded send.
+pub async fn renew(db: &Db, id: &str, token: &str, until: i64) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE outbox SET locked_until = $1 WHERE id = $2 AND lease_token = $3 AND status = 'pending'",
+    )
+    .bind(until)
+    .bind(id)
+    .bind(token)
+    .execute(db.write())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Marks a leased mail sent; false (and nothing changed) when the lease is
+/// no longer ours.
+pub async fn mark_sent(db: &Db, id: &str, token: &str, now: i64) -> sqlx::Result<bool> {
     let mut tx = db.begin().await?;
+    let done = sqlx::query(
+        "UPDATE outbox SET status = 'sent', sent_at = $1, sealed_secret = NULL, locked_until = NULL, \
+         lease_token = NULL, last_error = NULL WHERE id = $2 AND lease_token = $3 AND status = 'pending'",
+    )
+    .bind(now)
+    .bind(id)
+    .bind(token)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
     // The proof of erasure is the last mail to an erased address: after it,
     // neither the outbox nor the request keeps the address.
     sqlx::query(
@@ -119,48 +157,165 @@ pub async fn mark_sent(db: &Db, id: &str, now: i64) -> sqlx::Result<()> {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "UPDATE outbox SET status = 'sent', sent_at = $1, sealed_secret = NULL, locked_until = NULL, last_error = NULL \
-         WHERE id = $2",
-    )
-    .bind(now)
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(true)
 }
 
-/// `error` is a category, never the server's text (which may quote the address).
-pub async fn mark_retry(db: &Db, id: &str, next_at: i64, error: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE outbox SET next_attempt_at = $1, locked_until = NULL, last_error = $2 WHERE id = $3")
-        .bind(next_at)
-        .bind(error)
-        .bind(id)
-        .execute(db.write())
-        .await?;
-    Ok(())
+/// Defers a leased mail. `error` is a category, never the server's text
+/// (which may quote the address).
+pub async fn mark_retry(
+    db: &Db,
+    id: &str,
+    token: &str,
+    next_at: i64,
+    error: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE outbox SET next_attempt_at = $1, locked_until = NULL, lease_token = NULL, last_error = $2 \
+         WHERE id = $3 AND lease_token = $4 AND status = 'pending'",
+    )
+    .bind(next_at)
+    .bind(error)
+    .bind(id)
+    .bind(token)
+    .execute(db.write())
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Gives a leased mail back without counting the attempt.
-pub async fn release(db: &Db, id: &str, next_at: i64) -> sqlx::Result<()> {
+pub async fn release(db: &Db, id: &str, token: &str, next_at: i64) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE outbox SET locked_until = NULL, attempts = attempts - 1, next_attempt_at = $1 WHERE id = $2 AND status = 'pending'",
+        "UPDATE outbox SET locked_until = NULL, lease_token = NULL, attempts = attempts - 1, next_attempt_at = $1 \
+         WHERE id = $2 AND lease_token = $3 AND status = 'pending'",
     )
     .bind(next_at)
     .bind(id)
+    .bind(token)
     .execute(db.write())
     .await?;
     Ok(())
 }
 
-/// A permanent refusal (e.g. mailbox does not exist): retrying cannot help.
-pub async fn mark_failed(db: &Db, id: &str, error: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE outbox SET status = 'failed', sealed_secret = NULL, locked_until = NULL, last_error = $1 WHERE id = $2")
+/// How a leased mail ends without being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsent {
+    /// Retrying cannot help (no or a broken recipient, a lost secret).
+    Failed,
+    /// A code mail whose code is no longer valid: nothing worth sending.
+    Expired,
+    /// Refused for good by the server, or retried for too long: kept for
+    /// the operator and tried again after a restart and on a slow schedule.
+    Held,
+}
+
+impl Unsent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unsent::Failed => "failed",
+            Unsent::Expired => "expired",
+            Unsent::Held => "held",
+        }
+    }
+}
+
+/// Ends a leased mail as `how` with a reason category, and records it in
+/// the audit trail of its request: the customer will not hear from us
+/// unless someone acts. A held mail keeps its sealed secret so a retry can
+/// still send it; the others drop it.
+pub async fn mark_unsent(
+    db: &Db,
+    id: &str,
+    token: &str,
+    how: Unsent,
+    error: &str,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let mut tx = db.begin().await?;
+    let keep_secret = match how {
+        Unsent::Held => "sealed_secret",
+        Unsent::Failed | Unsent::Expired => "NULL",
+    };
+    let sql = format!(
+        "UPDATE outbox SET status = $1, sealed_secret = {keep_secret}, locked_until = NULL, lease_token = NULL, \
+         last_error = $2 WHERE id = $3 AND lease_token = $4 AND status = 'pending' RETURNING request_id, template"
+    );
+    let row: Option<(Option<String>, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(how.as_str())
         .bind(error)
         .bind(id)
+        .bind(token)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some((request_id, template)) = row else {
+        return Ok(false);
+    };
+    super::audit::record(
+        &mut tx,
+        now,
+        super::audit::Event {
+            request_id: request_id.as_deref(),
+            actor: "mail",
+            action: match how {
+                Unsent::Failed => "mail_failed",
+                Unsent::Expired => "mail_expired",
+                Unsent::Held => "mail_held",
+            },
+            from_status: None,
+            to_status: None,
+            detail: serde_json::json!({"outbox_id": id, "template": template, "reason": error}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Puts held mail back in the queue (at start, where the configuration may
+/// have been fixed, and on a slow schedule). Returns how many.
+pub async fn requeue_held(db: &Db, now: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE outbox SET status = 'pending', next_attempt_at = $1, locked_until = NULL, lease_token = NULL \
+         WHERE status = 'held'",
+    )
+    .bind(now)
+    .execute(db.write())
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The server is back: mail deferred because it could not be reached is
+/// due now rather than at the end of its backoff.
+pub async fn retry_unreachable_now(db: &Db, now: i64, reasons: &[&str]) -> sqlx::Result<u64> {
+    let mut total = 0;
+    for reason in reasons {
+        let done = sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1 WHERE status = 'pending' AND next_attempt_at > $1 \
+             AND last_error = $2",
+        )
+        .bind(now)
+        .bind(*reason)
         .execute(db.write())
         .await?;
-    Ok(())
+        total += done.rows_affected();
+    }
+    Ok(total)
+}
+
+/// (creation time of the oldest queued mail, number of held mails).
+pub async fn queue_health(db: &Db) -> sqlx::Result<(Option<i64>, i64)> {
+    sqlx::query_as(
+        "SELECT MIN(CASE WHEN status = 'pending' THEN created_at END), \
+         COUNT(CASE WHEN status = 'held' THEN 1 END) FROM outbox WHERE status IN ('pending', 'held')",
+    )
+    .fetch_one(db.read())
+    .await
+}
+
+pub async fn last_sent_at(db: &Db) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT MAX(sent_at) FROM outbox WHERE status = 'sent'")
+        .fetch_one(db.read())
+        .await
 }
 
 pub async fn backlog(db: &Db) -> sqlx::Result<i64> {

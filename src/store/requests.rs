@@ -322,7 +322,7 @@ pub async fn redact_after_erasure(
     for id in others.iter().map(String::as_str).chain([erased_request]) {
         sqlx::query(
             "UPDATE outbox SET to_addr = NULL, subject = '', body_text = '', body_html = '', \
-             context = NULL, sealed_secret = NULL WHERE request_id = $1 AND status <> 'pending'",
+             context = NULL, sealed_secret = NULL WHERE request_id = $1 AND status NOT IN ('pending', 'held')",
         )
         .bind(id)
         .execute(&mut *conn)

@@ -17,6 +17,9 @@ use privacy_portal::{
 };
 use secrecy::SecretString;
 
+/// A scripted SMTP server that misbehaves on purpose.
+pub mod fake_smtp;
+
 /// WebDriver client, chromedriver launcher and axe-core scan for the browser tests.
 #[cfg(feature = "browser-tests")]
 pub mod webdriver;
@@ -236,6 +239,11 @@ pub fn test_settings(database_url: String, port: u16, smtp_port: u16) -> Setting
         mail_retry_base: Duration::from_millis(200),
         mail_retry_max: Duration::from_secs(2),
         worker_interval: Duration::from_millis(200),
+        mail_timing: privacy_portal::mail::Timing {
+            send_timeout: Duration::from_secs(5),
+            lease: Duration::from_secs(8),
+            ..Default::default()
+        },
         export_dir: std::env::temp_dir().join(format!(
             "portal-test-exports-{}",
             uuid::Uuid::new_v4().simple()
