@@ -954,3 +954,92 @@ async fn checklist_work_is_visible_in_the_queue_the_api_and_the_daily_digest() {
     );
     app.stop().await;
 }
+
+/// The customer card: a person's account and all their requests, found by
+/// exact email, account id, or (after an erasure, when the address is gone)
+/// a request reference; staff start an erasure or export on their behalf,
+/// the customer gets the code mail and the staff member is the actor.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_customer_card_finds_a_person_and_starts_requests_on_their_behalf() {
+    let app = TestApp::spawn().await;
+    let earlier = question(
+        &app,
+        "anna@example.nl",
+        "nl",
+        "Welke gegevens hebben jullie?",
+    )
+    .await;
+    // The code mail and the confirmation of the question, before the next code.
+    app.mail.wait_for("anna@example.nl", 2).await;
+    let (id, token) = app.verified("delete", "anna@example.nl", "nl").await;
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/requests/{id}/submit")))
+        .bearer_auth(&token)
+        .json(&json!({"postcode": "1012 AB", "house_number": "12", "confirm": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let a = enrol(&app, "card.agent@kaasboer.example", "agent").await;
+    login(&app, &a, 0).await;
+
+    // After the erasure: by the reference, both requests, no address, no account.
+    let reference = privacy_portal::workflow::reference(&id);
+    let (_, body, _) = page(
+        &a.client,
+        &app.url(&format!("/staff/customers?q={reference}&lang=en")),
+    )
+    .await;
+    assert!(body.contains(&format!("/staff/cases/{id}")), "{body}");
+    assert!(body.contains(&format!("/staff/cases/{earlier}")), "{body}");
+    // The account is erased; the open question still carries the address.
+    assert!(body.contains("No account under this address"), "{body}");
+
+    // By account id: Bram's account, with the forms to act on his behalf.
+    let (_, body, _) = page(&a.client, &app.url("/staff/customers?q=C-1002&lang=en")).await;
+    assert!(body.contains("C-1002 · active"), "{body}");
+    assert!(body.contains("bram@example.nl"));
+    let res = post_form(
+        &app,
+        &a.client,
+        "/staff/customers?q=C-1002",
+        "/staff/intake",
+        &[
+            ("kind", "export"),
+            ("email", "bram@example.nl"),
+            ("locale", "nl"),
+            ("channel", "phone"),
+            ("received", &Utc::now().format("%Y-%m-%d").to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let case_url = location(&res);
+    let new_id = case_url
+        .trim_start_matches("/staff/cases/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    code_in(&app.mail.wait_for("bram@example.nl", 1).await[0]);
+    let me = format!("staff:{}", staff_id(&app, &a.email).await);
+    assert!(events(&app, &new_id)
+        .await
+        .iter()
+        .any(|(action, actor)| action == "request_created" && *actor == me));
+    // And the card now lists it, found by the exact address.
+    let (_, body, _) = page(
+        &a.client,
+        &app.url("/staff/customers?q=bram@example.nl&lang=en"),
+    )
+    .await;
+    assert!(body.contains(&format!("/staff/cases/{new_id}")), "{body}");
+    let (_, body, _) = page(
+        &a.client,
+        &app.url("/staff/customers?q=nobody@example.nl&lang=en"),
+    )
+    .await;
+    assert!(body.contains("id=\"customer-not-found\""));
+    app.stop().await;
+}

@@ -310,6 +310,33 @@ pub async fn find_by_email(db: &Db, email: &Email) -> sqlx::Result<Option<Custom
         .await
 }
 
+/// What staff see of an account on the customer card: its ids, its address
+/// (unless erased) and whether it was erased — nothing else.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CardAccount {
+    pub id: String,
+    pub external_id: String,
+    pub email: String,
+    pub erased_at: Option<i64>,
+}
+
+/// An account by the company's id (`C-1001`) or the store's own id.
+pub async fn card_by_id(db: &Db, id: &str) -> sqlx::Result<Option<CardAccount>> {
+    sqlx::query_as(
+        "SELECT id, external_id, email, erased_at FROM customers WHERE external_id = $1 OR id = $1 LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(db.read())
+    .await
+}
+
+pub async fn card_by_email(db: &Db, email: &Email) -> sqlx::Result<Option<CardAccount>> {
+    sqlx::query_as("SELECT id, external_id, email, erased_at FROM customers WHERE email = $1")
+        .bind(email.as_str())
+        .fetch_optional(db.read())
+        .await
+}
+
 pub async fn count(db: &Db) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT COUNT(*) FROM customers")
         .fetch_one(db.read())

@@ -212,6 +212,19 @@ pub async fn reserve_knowledge_try(
     .await
 }
 
+/// Every request made for one address (by its keyed hash), newest first;
+/// the hash stays after an erasure, so the history can still be found.
+pub async fn by_email_hash(db: &Db, email_hash: &str, limit: i64) -> sqlx::Result<Vec<RequestRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM requests WHERE email_hash = $1 ORDER BY received_at DESC, id LIMIT $2"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(email_hash)
+        .bind(limit)
+        .fetch_all(db.read())
+        .await
+}
+
 /// Requests still waiting for their code whose last code went out before
 /// `older_than`. The clock runs from the code, not from the day of receipt,
 /// which staff may have entered in the past.

@@ -15,6 +15,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use tera::Context;
 
+mod customers;
+
 use super::csrf;
 use crate::{
     domain::{Email, Locale, RequestKind, Status},
@@ -40,6 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/cases/{id}/task", web::post().to(task_action))
             .route("/cases/{id}/{action}", web::post().to(case_action))
             .route("/intake", web::get().to(intake_page))
+            .route("/customers", web::get().to(customers::page))
             .route("/intake", web::post().to(intake_post))
             .route("/register", web::get().to(register_page))
             .route("/register.csv", web::get().to(register_csv))
