@@ -119,9 +119,6 @@ impl Company {
         self.guidance.iter().find(|g| g.id == id)
     }
 
-    pub fn reply_template(&self, id: &str) -> Option<&ReplyTemplate> {
-        self.reply_templates.iter().find(|r| r.id == id)
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]

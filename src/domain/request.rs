@@ -45,14 +45,6 @@ impl RequestKind {
         RequestKind::ALL.into_iter().find(|k| k.slug() == s)
     }
 
-    /// Kinds that act on an account; a verified address without one is told so.
-    pub fn needs_account(self) -> bool {
-        matches!(
-            self,
-            RequestKind::Delete | RequestKind::ChangeEmail | RequestKind::Object
-        )
-    }
-
     /// Whether the portal can already carry this kind through to the end.
     /// The rest are announced as coming soon and accept no new requests.
     pub fn available(self) -> bool {

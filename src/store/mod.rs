@@ -157,6 +157,29 @@ pub fn backend_of(conn: &Conn) -> Backend {
     }
 }
 
+/// Serialises work on these addresses (their lookup hashes) across
+/// instances until the transaction ends, so that a per-address limit
+/// (codes an hour, wrong codes an hour) is one count-and-insert that no
+/// other instance interleaves with. PostgreSQL only: SQLite's writes are
+/// serialised already. Locks are taken in sorted order (no deadlocks), in the
+/// two-key space so they never meet the audit chain's single-key lock.
+pub async fn lock_addresses(conn: &mut Conn, hashes: &[&str]) -> sqlx::Result<()> {
+    if backend_of(conn) != Backend::Postgres || hashes.is_empty() {
+        return Ok(());
+    }
+    let mut keys: Vec<&str> = hashes.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(7001, hashtext(h)) \
+         FROM unnest(string_to_array($1, ',')) WITH ORDINALITY AS k(h, n) ORDER BY n",
+    )
+    .bind(keys.join(","))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Splits rows for multi-row INSERTs of `width` values per row.
 ///
 /// PostgreSQL: while every connection has TCP_NODELAY (see [`nodelay`]),

@@ -324,12 +324,6 @@ pub async fn backlog(db: &Db) -> sqlx::Result<i64> {
         .await
 }
 
-pub async fn next_due(db: &Db) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
-        .fetch_one(db.read())
-        .await
-}
-
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
 pub struct DevMail {
     pub id: i64,

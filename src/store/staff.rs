@@ -252,15 +252,6 @@ pub async fn use_recovery_code(
     Ok(res.rows_affected() == 1)
 }
 
-pub async fn recovery_codes_left(db: &Db, staff_id: &str) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT COUNT(*) FROM staff_recovery_codes WHERE staff_id = $1 AND used_at IS NULL",
-    )
-    .bind(staff_id)
-    .fetch_one(db.read())
-    .await
-}
-
 /// Each TOTP time step is usable once: false when this step (or a later
 /// one) was used already.
 pub async fn use_totp_step(conn: &mut Conn, staff_id: &str, step: i64) -> sqlx::Result<bool> {

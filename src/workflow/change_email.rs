@@ -96,6 +96,7 @@ pub async fn submit_new_email(state: &AppState, id: &str, raw_new: &str) -> WRes
     let now = store::now();
     let new_hash = state.keys.lookup_hash(new.as_str());
     let mut tx = state.db.begin().await?;
+    store::lock_addresses(&mut tx, &[&new_hash]).await?;
     if codes::sent_to_address_since(&mut tx, &new_hash, now - 3600).await?
         >= super::limits::CODES_PER_ADDRESS_HOUR
     {
@@ -160,6 +161,7 @@ pub async fn resend_new_code(state: &AppState, id: &str) -> WResult<()> {
             });
         }
     }
+    store::lock_addresses(&mut tx, &[&new_hash]).await?;
     if codes::sent_to_address_since(&mut tx, &new_hash, now - 3600).await?
         >= super::limits::CODES_PER_ADDRESS_HOUR
     {

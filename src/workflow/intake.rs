@@ -386,9 +386,9 @@ async fn write_batch(conn: &mut store::Conn, batch: &[IntakeJob]) -> Vec<WResult
 }
 
 async fn write_all(tx: &mut store::Conn, batch: &[IntakeJob]) -> anyhow::Result<Vec<WResult<()>>> {
-    // Codes per address are counted without a lock: an address always
-    // goes to the same writer (`IntakeQueue`), so no other batch counts it
-    // meanwhile. The audit chain's lock is taken last, by `record_many`,
+    // Within one instance an address always goes to the same writer
+    // (`IntakeQueue`); across instances the address locks below keep two
+    // batches from counting one address at once. The audit chain's lock is taken last, by `record_many`,
     // so another writer's batch can be written up to its audit rows
     // while this one holds it.
     // Codes already sent per address, counted inside the transaction; the
@@ -396,6 +396,9 @@ async fn write_all(tx: &mut store::Conn, batch: &[IntakeJob]) -> anyhow::Result<
     // requests for one address in one batch see each other.
     let since = batch.iter().map(|j| j.received_at).min().unwrap_or(0) - 3600;
     let hashes: Vec<&str> = batch.iter().map(|j| j.email_hash.as_str()).collect();
+    // Other instances write to the same database: their batches for these
+    // addresses wait until this one commits.
+    store::lock_addresses(tx, &hashes).await?;
     let mut sent = codes::sent_to_addresses_since(tx, &hashes, since).await?;
     let mut results = Vec::with_capacity(batch.len());
     let mut accepted = Vec::with_capacity(batch.len());

@@ -66,6 +66,7 @@ pub async fn start(state: &AppState, input: &Input<'_>, actor: &str) -> WResult<
     let (due_date, due_at) = intake::month_due(state, received_at, 0);
 
     let mut tx = state.db.begin().await?;
+    store::lock_addresses(&mut tx, &[&email_hash]).await?;
     let sent = codes::sent_to_address_since(&mut tx, &email_hash, now - 3600).await?;
     if sent >= limits::CODES_PER_ADDRESS_HOUR {
         return Err(WorkflowError::RateLimited { retry_after: 3600 });

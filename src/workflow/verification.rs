@@ -49,6 +49,8 @@ pub(crate) async fn attempt(
     code: &str,
     now: i64,
 ) -> WResult<Attempt> {
+    // Count and record as one step per address, across instances too.
+    store::lock_addresses(tx, &[email_hash]).await?;
     let failures = codes::failures_since(tx, email_hash, now - 3600).await?;
     if failures >= limits::FAILURES_PER_ADDRESS_HOUR {
         state.metrics.verification("address_locked");
@@ -226,6 +228,7 @@ pub async fn resend(state: &AppState, id: &str) -> WResult<()> {
             });
         }
     }
+    store::lock_addresses(&mut tx, &[&req.email_hash]).await?;
     if codes::sent_to_address_since(&mut tx, &req.email_hash, now - 3600).await?
         >= limits::CODES_PER_ADDRESS_HOUR
     {
