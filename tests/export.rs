@@ -42,6 +42,20 @@ async fn wait_completed(app: &TestApp, id: &str, token: &str) -> Value {
     panic!("export still processing after 30 s");
 }
 
+/// The archive's stored (encrypted) bytes, chunk after chunk; empty once
+/// deleted.
+async fn stored_archive(app: &TestApp, id: &str) -> Vec<u8> {
+    let chunks: Vec<(Vec<u8>,)> = sqlx::query_as(
+        "SELECT c.data FROM export_chunks c JOIN exports e ON e.file_name = c.archive_id \
+         WHERE e.request_id = $1 ORDER BY c.seq",
+    )
+    .bind(id)
+    .fetch_all(app.state().db.read())
+    .await
+    .unwrap();
+    chunks.into_iter().flat_map(|(c,)| c).collect()
+}
+
 fn unzip_raw(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip archive");
     let mut out = std::collections::BTreeMap::new();
@@ -175,13 +189,8 @@ async fn the_archive_holds_everything_with_the_art15_cover_in_the_customers_lang
     assert!(pdf.contains("autoriteitpersoonsgegevens.nl"), "{pdf}");
     assert!(pdf.contains("O-1001"), "the orders are listed: {pdf}");
 
-    // At rest the archive is encrypted.
-    let (file,): (String,) = sqlx::query_as("SELECT file_name FROM exports WHERE request_id = $1")
-        .bind(&id)
-        .fetch_one(app.state().db.read())
-        .await
-        .unwrap();
-    let raw = std::fs::read(app.state().settings.export_dir.join(&file)).unwrap();
+    // At rest the archive is encrypted, in the database.
+    let raw = stored_archive(&app, &id).await;
     assert!(raw.starts_with(b"PPX1"));
     assert!(!String::from_utf8_lossy(&raw).contains("Anna"));
     // Staff get the other systems to add by hand, by the same deadline.
@@ -250,7 +259,9 @@ async fn no_account_means_no_data_and_the_customer_is_told() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 410);
+    // No archive was ever made: not found, not "expired".
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "not_found");
     app.stop().await;
 }
 
@@ -343,16 +354,15 @@ async fn the_mailed_link_needs_a_fresh_code_and_expires() {
     );
     let (status, _, _) = page(&browser, &app.url(&link)).await;
     assert_eq!(status, 410);
-    let (file,): (String,) = sqlx::query_as("SELECT file_name FROM exports WHERE request_id = $1")
-        .bind(&id)
-        .fetch_one(app.state().db.read())
-        .await
-        .unwrap();
+    assert!(!stored_archive(&app, &id).await.is_empty());
     let report = privacy_portal::workflow::sweep::run(app.state())
         .await
         .unwrap();
     assert_eq!(report.archives_deleted, 1);
-    assert!(!app.state().settings.export_dir.join(&file).exists());
+    assert!(
+        stored_archive(&app, &id).await.is_empty(),
+        "the sweeper deletes the chunks"
+    );
     assert_eq!(app.scalar("SELECT COUNT(*) FROM audit_events WHERE request_id = $1 AND action = 'archive_deleted'", &id).await, 1);
     app.stop().await;
 }

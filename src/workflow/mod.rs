@@ -71,6 +71,9 @@ pub enum WorkflowError {
     FallbackMismatch,
     #[error("the download has expired")]
     DownloadExpired,
+    /// The archive is still being built (never "expired").
+    #[error("the archive is still being prepared")]
+    ExportProcessing { retry_after: u64 },
     #[error("deletion is still blocked")]
     StillBlocked { reasons: Vec<String> },
     /// A form without the session's CSRF token.
@@ -117,6 +120,7 @@ impl WorkflowError {
             WorkflowError::DetailsLocked => ("too_many_attempts", 429),
             WorkflowError::StillBlocked { .. } => ("still_blocked", 409),
             WorkflowError::DownloadExpired => ("download_expired", 410),
+            WorkflowError::ExportProcessing { .. } => ("export_processing", 409),
             WorkflowError::FallbackMismatch => ("details_mismatch", 422),
             WorkflowError::Internal(_) => ("internal", 500),
         }
@@ -156,6 +160,7 @@ impl WorkflowError {
         match self {
             WorkflowError::RateLimited { retry_after } => Some(*retry_after),
             WorkflowError::TooManyAttempts { retry_after } => Some(retry_after.unwrap_or(0)),
+            WorkflowError::ExportProcessing { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -274,6 +279,7 @@ mod tests {
             E::DetailsLocked,
             E::FallbackMismatch,
             E::DownloadExpired,
+            E::ExportProcessing { retry_after: 5 },
             E::StillBlocked {
                 reasons: vec!["open_order".into()],
             },
