@@ -417,3 +417,404 @@ async fn the_browser_that_verified_downloads_straight_away() {
     assert_eq!(app.mail.to(email).len(), 2, "no extra code needed");
     app.stop().await;
 }
+
+// ---------- export jobs that survive a restart; archives every instance reads ----------
+
+fn now() -> i64 {
+    privacy_portal::store::now()
+}
+
+/// What an instance that died mid-build leaves behind: the request in
+/// `processing`, its job leased (until `locked_until`) to an attempt that
+/// will never finish, and a chunk that attempt wrote.
+async fn left_by_a_dead_instance(app: &TestApp, id: &str, account_id: &str, locked_until: i64) {
+    let mut tx = app.state().db.begin().await.unwrap();
+    sqlx::query("UPDATE requests SET status = 'processing' WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO export_chunks (archive_id, seq, data) VALUES ('dead-attempt', 0, $1)")
+        .bind(vec![7u8; 4096])
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO export_jobs (request_id, account_id, attempts, next_attempt_at, locked_until, lease, created_at) \
+         VALUES ($1, $2, 1, $3, $4, 'dead-attempt', $3)",
+    )
+    .bind(id)
+    .bind(account_id)
+    .bind(now() - 300)
+    .bind(locked_until)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn account_of(app: &TestApp, email: &str) -> String {
+    sqlx::query_scalar("SELECT id FROM customers WHERE email = $1")
+        .bind(email)
+        .fetch_one(app.state().db.read())
+        .await
+        .unwrap()
+}
+
+async fn api_archive(app: &TestApp, id: &str, token: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(&format!("/api/v1/requests/{id}/archive")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_whose_instance_died_is_finished_by_another_and_the_customer_gets_the_mail() {
+    let mut a = TestApp::spawn().await;
+    let email = "anna@example.nl";
+    let (id, token) = a.verified("export", email, "en").await;
+    let b = a.spawn_sibling().await;
+    // Instance A dies while building; its lease still runs for an hour.
+    a.server.take().unwrap().stop().await;
+    let account = account_of(&b, email).await;
+    left_by_a_dead_instance(&b, &id, &account, now() + 3600).await;
+
+    // Meanwhile the archive is "still being prepared", never "expired".
+    let res = api_archive(&b, &id, &token).await;
+    assert_eq!(res.status(), 409);
+    assert!(res.headers().contains_key("retry-after"));
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(problem["code"], "export_processing");
+    assert_eq!(
+        problem["detail"],
+        t(Locale::En, "errors.export_processing").as_str()
+    );
+    // A signed link says the same, as a page that reloads itself.
+    let link =
+        privacy_portal::workflow::export::download_path(b.state(), &id, Locale::Sv, now() + 3600);
+    let (status, body, _) = page(&common::client(), &b.url(&link)).await;
+    assert_eq!(status, 409);
+    assert!(
+        body.contains(&t(Locale::Sv, "export.preparing_title")),
+        "{body}"
+    );
+    assert!(body.contains("http-equiv=\"refresh\""));
+
+    // The lease runs out: instance B takes the job over and finishes it.
+    sqlx::query("UPDATE export_jobs SET locked_until = $1 WHERE request_id = $2")
+        .bind(now() - 1)
+        .bind(&id)
+        .execute(b.state().db.write())
+        .await
+        .unwrap();
+    b.state().export_notify.notify_one();
+    let mail = b.mail.wait_for(email, 2).await.remove(1);
+    assert!(
+        mail.text.contains(&format!("/en/download/{id}?exp=")),
+        "{}",
+        mail.text
+    );
+    let done = wait_completed(&b, &id, &token).await;
+    assert_eq!(done["status"], "completed");
+    let res = api_archive(&b, &id, &token).await;
+    assert_eq!(res.status(), 200);
+    assert!(unzip(&res.bytes().await.unwrap())["data.json"].contains("Anna de Vries"));
+    let ready: Value = sqlx::query_scalar::<_, String>(
+        "SELECT detail FROM audit_events WHERE request_id = $1 AND action = 'export_ready'",
+    )
+    .bind(&id)
+    .fetch_one(b.state().db.read())
+    .await
+    .map(|d| serde_json::from_str(&d).unwrap())
+    .unwrap();
+    assert_eq!(ready["attempt"], 2, "the dead attempt counted as the first");
+    assert_eq!(
+        b.scalar(
+            "SELECT COUNT(*) FROM export_jobs WHERE request_id = $1",
+            &id
+        )
+        .await,
+        0
+    );
+
+    // What the dead attempt wrote goes with the next sweep.
+    privacy_portal::workflow::sweep::run(b.state())
+        .await
+        .unwrap();
+    assert_eq!(
+        b.scalar(
+            "SELECT COUNT(*) FROM export_chunks WHERE archive_id = $1",
+            "dead-attempt"
+        )
+        .await,
+        0
+    );
+    assert!(
+        !stored_archive(&b, &id).await.is_empty(),
+        "the new archive stays"
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_started_before_jobs_were_stored_is_picked_up_after_a_restart() {
+    let mut a = TestApp::spawn().await;
+    let email = "sven@example.se";
+    let (id, token) = a.verified("export", email, "sv").await;
+    // The previous version built in a task that died with the process: the
+    // request stayed `processing` with no job and no archive.
+    sqlx::query("UPDATE requests SET status = 'processing' WHERE id = $1")
+        .bind(&id)
+        .execute(a.state().db.write())
+        .await
+        .unwrap();
+    a.server.take().unwrap().stop().await;
+    let b = a.spawn_sibling().await;
+    let mail = b.mail.wait_for(email, 2).await.remove(1);
+    assert!(
+        mail.text.contains(&format!("/sv/download/{id}?exp=")),
+        "{}",
+        mail.text
+    );
+    assert_eq!(wait_completed(&b, &id, &token).await["status"], "completed");
+    assert_eq!(
+        b.scalar(
+            "SELECT COUNT(*) FROM audit_events WHERE request_id = $1 AND action = 'export_resumed'",
+            &id
+        )
+        .await,
+        1
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_that_keeps_failing_goes_to_staff_after_the_limit() {
+    let app = TestApp::spawn().await;
+    let email = "anna@example.nl";
+    let (id, token) = app.verified("export", email, "en").await;
+    // The connector cannot deliver the account (it is gone): every attempt fails.
+    left_by_a_dead_instance(&app, &id, "no-such-account", now() - 1).await;
+    app.state().export_notify.notify_one();
+
+    let mut first_wait = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "the job never ended");
+        let job: Option<(i64, Option<String>, i64)> = sqlx::query_as(
+            "SELECT attempts, lease, next_attempt_at FROM export_jobs WHERE request_id = $1",
+        )
+        .bind(&id)
+        .fetch_optional(app.state().db.read())
+        .await
+        .unwrap();
+        let Some((attempts, lease, next_at)) = job else {
+            break;
+        };
+        if lease.is_none() && next_at > now() {
+            // A failure recorded with its backoff; let that time pass.
+            first_wait.get_or_insert((attempts, next_at - now()));
+            sqlx::query("UPDATE export_jobs SET next_attempt_at = 0 WHERE request_id = $1 AND lease IS NULL")
+                .bind(&id)
+                .execute(app.state().db.write())
+                .await
+                .unwrap();
+            app.state().export_notify.notify_one();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (attempts, wait) = first_wait.expect("a retry was scheduled");
+    assert_eq!(attempts, 2, "the dead attempt and the first failure");
+    assert!(
+        wait >= 100,
+        "the second failure waits two minutes, got {wait} s"
+    );
+
+    // Staff have it, with the reason; the customer's archive call says so.
+    let v: Value = app
+        .client
+        .get(app.url(&format!("/api/v1/requests/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "escalated");
+    assert_eq!(v["reasons"], json!(["export_failed"]));
+    let staff = app.staff_token().await;
+    let list: Value = app
+        .client
+        .get(app.url("/api/v1/staff/cases"))
+        .bearer_auth(&staff)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let case = list["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id.as_str())
+        .expect("the case is in the staff queue");
+    assert_eq!(case["reasons"], json!(["export_failed"]));
+    let count = |action: &'static str| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM audit_events WHERE request_id = $1 AND action = $2",
+            )
+            .bind(id)
+            .bind(action)
+            .fetch_one(app.state().db.read())
+            .await
+            .unwrap()
+        }
+    };
+    // The dead attempt was the first; attempts 2 to 4 were retried, the
+    // fifth failure handed the request over.
+    assert_eq!(count("export_retry").await, 3);
+    assert_eq!(count("export_failed").await, 1);
+    let res = api_archive(&app, &id, &token).await;
+    assert_eq!(res.status(), 404, "no archive; not 'expired'");
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM export_chunks WHERE archive_id <> $1",
+            "dead-attempt"
+        )
+        .await,
+        0
+    );
+    assert!(!common::logs().contains(email), "no address in the logs");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_due_job_is_leased_to_one_worker_at_a_time() {
+    use privacy_portal::store::exports;
+    let app = TestApp::spawn().await;
+    let (id, _) = app.verified("export", "emma@example.com", "en").await;
+    // Due only in the future, so the app's own worker leaves it alone; the
+    // claims below run "then".
+    let then = now() + 10_000;
+    let mut conn = app.state().db.write().acquire().await.unwrap();
+    assert!(exports::insert_job(&mut conn, &id, "acc", then)
+        .await
+        .unwrap());
+    drop(conn);
+    let race = |at: i64| {
+        let claims: Vec<_> = (0..8)
+            .map(|_| {
+                let db = app.state().db.clone();
+                tokio::spawn(async move { exports::claim_job(&db, at, 120).await.unwrap() })
+            })
+            .collect();
+        async move {
+            let mut won = vec![];
+            for c in claims {
+                won.extend(c.await.unwrap());
+            }
+            won
+        }
+    };
+    let won = race(then).await;
+    assert_eq!(won.len(), 1, "one of eight workers gets the job");
+    assert_eq!(won[0].attempts, 1);
+    assert!(race(then + 60).await.is_empty(), "not while the lease runs");
+    let again = race(then + 121).await;
+    assert_eq!(again.len(), 1, "after the lease, one worker takes it over");
+    assert_eq!(again[0].attempts, 2);
+    assert_ne!(again[0].lease, won[0].lease);
+    // The first worker's late chunk and hand-over are refused.
+    assert!(
+        !exports::write_chunk(&app.state().db, &id, &won[0].lease, 0, vec![1])
+            .await
+            .unwrap()
+    );
+    let mut tx = app.state().db.begin().await.unwrap();
+    assert!(!exports::end_job(&mut tx, &id, &won[0].lease).await.unwrap());
+    drop(tx);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_archive_built_on_one_instance_is_downloaded_through_another() {
+    let mut a = TestApp::spawn().await;
+    // Enough incompressible order notes for an archive of several chunks.
+    let orders: Vec<Value> = (0..20_000)
+        .map(|i| {
+            json!({"id": format!("O-{i:05}"), "placed_at": "2024-05-01T09:00:00Z", "status": "delivered",
+                "total_cents": 1000 + i, "currency": "EUR",
+                "note": format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())})
+        })
+        .collect();
+    let line = json!({"external_id": "C-BIG", "email": "big@example.nl", "name": "Bram Groot",
+        "postcode": "1012 AB", "house_number": "1", "orders": orders});
+    let report = privacy_portal::import::import(a.state(), std::io::Cursor::new(line.to_string()))
+        .await
+        .unwrap();
+    assert!(report.errors.is_empty());
+    let email = "big@example.nl";
+    let (id, token) = a.verified("export", email, "nl").await;
+    let (status, _) = submit(&a, &id, &token).await;
+    assert_eq!(status, 202);
+    assert_eq!(wait_completed(&a, &id, &token).await["status"], "completed");
+    let chunks = a
+        .scalar(
+            "SELECT COUNT(*) FROM export_chunks c JOIN exports e ON e.file_name = c.archive_id WHERE e.request_id = $1",
+            &id,
+        )
+        .await;
+    assert!(chunks >= 2, "{chunks} chunk(s)");
+    let mail = a.mail.wait_for(email, 2).await.remove(1);
+
+    // Instance A is gone; B serves the archive from the database.
+    let b = a.spawn_sibling().await;
+    a.server.take().unwrap().stop().await;
+    let res = api_archive(&b, &id, &token).await;
+    assert_eq!(res.status(), 200);
+    let files = unzip(&res.bytes().await.unwrap());
+    let data: Value = serde_json::from_str(&files["data.json"]).unwrap();
+    assert_eq!(data["profile"]["name"], "Bram Groot");
+    assert_eq!(data["orders"].as_array().unwrap().len(), 20_000);
+    assert!(files["orders.csv"].contains("\"O-19999\""));
+
+    // The mailed link works through B too: a fresh code, then the file.
+    let re = regex::Regex::new(r"http://127\.0\.0\.1:\d+(/nl/download/[^\s]+)").unwrap();
+    let link = re.captures(&mail.text).expect("a download link")[1].to_string();
+    let browser = common::client();
+    let (status, _, csrf) = page(&browser, &b.url(&link)).await;
+    assert_eq!(status, 200);
+    let code = code_in(&b.mail.wait_for(email, 3).await[2]);
+    let q = link.split_once('?').unwrap().1;
+    let param = |name: &str| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")).map(str::to_string))
+            .unwrap()
+    };
+    let res = browser
+        .post(b.url(&format!("/nl/download/{id}/code")))
+        .form(&[
+            ("csrf", csrf.unwrap()),
+            ("code", code),
+            ("exp", param("exp")),
+            ("sig", param("sig")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let res = browser.get(b.url(&location(&res))).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(unzip(&res.bytes().await.unwrap())["data.json"].contains("Bram Groot"));
+    b.stop().await;
+    a.stop().await;
+}

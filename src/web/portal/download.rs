@@ -96,7 +96,7 @@ fn preparing_page(state: &AppState, req: &HttpRequest, locale: Locale) -> HttpRe
 
 /// What a signed link leads to.
 enum Link {
-    Ready(RequestRow, export::ExportRow),
+    Ready(Box<(RequestRow, export::ExportRow)>),
     Preparing,
     Gone,
 }
@@ -111,7 +111,7 @@ async fn check(state: &AppState, id: &str, q: &LinkQuery) -> Link {
         Err(_) => return Link::Gone,
     };
     match verification::get(state, id).await {
-        Ok(row) => Link::Ready(row, archive),
+        Ok(row) => Link::Ready(Box::new((row, archive))),
         Err(_) => Link::Gone,
     }
 }
@@ -258,7 +258,7 @@ pub(super) async fn file(
     let (raw_lang, id) = path.into_inner();
     let locale = lang(&state, &raw_lang)?;
     let (row, archive) = match check(&state, &id, &q).await {
-        Link::Ready(row, archive) => (row, archive),
+        Link::Ready(ready) => *ready,
         link => return Ok(not_ready(&state, &req, locale, &link)),
     };
     if !verified_ids(&session).iter().any(|v| v == &id) {
