@@ -39,7 +39,8 @@ pub struct Settings {
     pub mail_retry_base: Duration,
     pub mail_retry_max: Duration,
     pub worker_interval: Duration,
-    /// Encrypted export archives live here until they expire.
+    /// Archives built on disk before migration 0012 (read and deleted
+    /// here until they expire); new archives live in the database.
     pub export_dir: PathBuf,
 }
 
