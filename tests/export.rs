@@ -818,3 +818,46 @@ async fn an_archive_built_on_one_instance_is_downloaded_through_another() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_archive_left_on_disk_by_the_previous_version_still_downloads_and_is_deleted() {
+    use std::io::Write;
+    let app = TestApp::spawn().await;
+    let (id, token) = app.verified("export", "anna@example.nl", "en").await;
+    // Before migration 0012 the archive was a file under PORTAL_EXPORT_DIR.
+    let plain = b"an archive built before the upgrade".repeat(5000);
+    let key = app.state().keys.archive_key(&id);
+    let mut w = privacy_portal::export::crypt::EncryptingWriter::new(Vec::new(), &key).unwrap();
+    w.write_all(&plain).unwrap();
+    let (sealed, size) = w.finish().unwrap();
+    let dir = &app.state().settings.export_dir;
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("legacy.ppx"), &sealed).unwrap();
+    sqlx::query(
+        "INSERT INTO exports (request_id, file_name, size_bytes, created_at, expires_at) \
+         VALUES ($1, 'legacy.ppx', $2, $3, $4)",
+    )
+    .bind(&id)
+    .bind(size as i64)
+    .bind(now())
+    .bind(now() + 3600)
+    .execute(app.state().db.write())
+    .await
+    .unwrap();
+    let res = api_archive(&app, &id, &token).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), plain.as_slice());
+
+    sqlx::query("UPDATE exports SET expires_at = 1000 WHERE request_id = $1")
+        .bind(&id)
+        .execute(app.state().db.write())
+        .await
+        .unwrap();
+    let report = privacy_portal::workflow::sweep::run(app.state())
+        .await
+        .unwrap();
+    assert_eq!(report.archives_deleted, 1);
+    assert!(!dir.join("legacy.ppx").exists());
+    assert_eq!(api_archive(&app, &id, &token).await.status(), 410);
+    app.stop().await;
+}
