@@ -95,19 +95,37 @@ async fn build(db: &str, dir: &std::path::Path, id: &str, n: usize) {
         .await
         .unwrap()
         .expect("account");
+    // The archive goes into the database under a job's lease, as in the
+    // worker; each run's job is a fresh one.
+    let now = privacy_portal::store::now();
+    let mut conn = state.db.write().acquire().await.unwrap();
+    sqlx::query("DELETE FROM export_jobs WHERE request_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    privacy_portal::store::exports::insert_job(&mut conn, id, &acc.id, now)
+        .await
+        .unwrap();
+    drop(conn);
+    let job = privacy_portal::store::exports::claim_job(&state.db, now, 3600)
+        .await
+        .unwrap()
+        .expect("the job");
     let before = peak_rss_kib();
     let started = Instant::now();
     let bytes = privacy_portal::workflow::export::build_archive(
         &state,
         &req,
         acc,
-        &format!("bench-{n}.ppx"),
+        &job.lease,
+        Default::default(),
     )
     .await
     .expect("archive");
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "seconds={secs:.3} bytes={bytes} peak_rss_kib={} rss_before_kib={before}",
+        "run={n} seconds={secs:.3} bytes={bytes} peak_rss_kib={} rss_before_kib={before}",
         peak_rss_kib()
     );
 }

@@ -28,6 +28,8 @@ pub struct AppState {
     pub connector: Arc<dyn Connector>,
     pub metrics: Arc<Metrics>,
     pub mail_notify: Arc<Notify>,
+    /// Wakes the export worker when a job is stored.
+    pub export_notify: Arc<Notify>,
     pub client_limiter: Option<Arc<ClientLimiter>>,
     /// Filter counts of a large staff queue, reused for a few seconds.
     pub queue_counts: crate::store::cases::CountsCache,
@@ -56,6 +58,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         keys,
         metrics: Arc::new(Metrics::new()),
         mail_notify: Arc::new(Notify::new()),
+        export_notify: Arc::new(Notify::new()),
         client_limiter,
         password_pool: Arc::new(tokio::sync::Semaphore::new(
             crate::workflow::staff_auth::hash_permits(),
@@ -143,6 +146,10 @@ impl Server {
         };
         let mut tasks = vec![tokio::spawn(worker.run(rx.clone()))];
         tasks.push(tokio::spawn(sweeper(state.clone(), rx.clone())));
+        tasks.push(tokio::spawn(crate::workflow::export::run_worker(
+            state.clone().into_inner(),
+            rx.clone(),
+        )));
 
         let cookie_key = Key::from(state.keys.cookie_key());
         let secure = state.settings.secure_cookies();

@@ -43,7 +43,8 @@ pub struct Settings {
     pub worker_interval: Duration,
     /// Send timeout, leases and the retry schedule of other mail.
     pub mail_timing: crate::mail::Timing,
-    /// Encrypted export archives live here until they expire.
+    /// Archives built on disk before migration 0012 (read and deleted
+    /// here until they expire); new archives live in the database.
     pub export_dir: PathBuf,
     /// A second listener that serves only `/metrics` (an address scrapers
     /// reach and customers do not).
@@ -118,7 +119,6 @@ impl Company {
     pub fn guidance_topic(&self, id: &str) -> Option<&GuidanceTopic> {
         self.guidance.iter().find(|g| g.id == id)
     }
-
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]

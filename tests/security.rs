@@ -1254,3 +1254,83 @@ fn serve_refuses_smtp_credentials_with_opportunistic_tls() {
     );
     assert!(!err.contains("S3cret-pw"), "{err}");
 }
+
+/// Several instances on one PostgreSQL database (issue 19): the per-address
+/// limits are one count-and-insert per address, so two instances together
+/// enforce exactly the limit. (Multi-instance runs on PostgreSQL only.)
+#[tokio::test(flavor = "multi_thread")]
+async fn per_address_limits_hold_across_two_instances() {
+    if common::postgres_url().is_none() {
+        return;
+    }
+    let a = TestApp::spawn().await;
+    let b = a.spawn_sibling().await;
+    let apps = [&a, &b];
+
+    // 20 code requests at once for one address, spread over both: 5 codes.
+    let calls = (0..20).map(|i| {
+        apps[i % 2].post_json(
+            "/api/v1/requests",
+            json!({"kind": "question", "email": "bram@example.nl", "locale": "nl"}),
+        )
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        15,
+        "{statuses:?}"
+    );
+    let hash = a.state().keys.lookup_hash("bram@example.nl");
+    assert_eq!(
+        a.scalar(
+            "SELECT COUNT(*) FROM verification_codes WHERE email_hash = $1",
+            &hash
+        )
+        .await,
+        5
+    );
+
+    // 30 wrong codes at once over those five requests and both instances:
+    // exactly 10 are checked, the rest refused before looking.
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM requests WHERE email_hash = $1 ORDER BY id")
+            .bind(&hash)
+            .fetch_all(a.state().db.read())
+            .await
+            .unwrap();
+    let mails = a.mail.wait_for("bram@example.nl", 5).await;
+    let codes: Vec<String> = mails.iter().map(code_in).collect();
+    // Certainly wrong for every code that went out.
+    let mut guess = 0u32;
+    while codes.contains(&format!("{guess:06}")) {
+        guess += 1;
+    }
+    let wrong = format!("{guess:06}");
+    let paths: Vec<String> = (0..30)
+        .map(|i| format!("/api/v1/requests/{}/verify", ids[i % ids.len()]))
+        .collect();
+    let calls = paths
+        .iter()
+        .enumerate()
+        .map(|(i, path)| apps[i % 2].post_json(path, json!({"code": wrong})));
+    futures_util::future::join_all(calls).await;
+    assert_eq!(
+        a.scalar(
+            "SELECT COUNT(*) FROM verification_failures WHERE email_hash = $1",
+            &hash
+        )
+        .await,
+        10
+    );
+    b.stop().await;
+    a.stop().await;
+}

@@ -11,6 +11,7 @@
 //! so memory stays flat however long the order history is; only the PDF,
 //! bounded by its row cap, is built in memory before it goes into the zip.
 
+pub mod chunks;
 pub mod crypt;
 pub mod pdf;
 pub mod report;

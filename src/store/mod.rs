@@ -10,6 +10,7 @@ pub mod authenticators;
 pub mod cases;
 pub mod codes;
 pub mod customers;
+pub mod exports;
 mod nodelay;
 pub mod outbox;
 pub mod requests;

@@ -270,7 +270,9 @@ async fn submit(
 
 #[utoipa::path(get, path = "/api/v1/requests/{id}/archive", security(("bearer" = [])),
     responses((status = 200, description = "the zip archive", content_type = "application/zip"),
-              (status = 410, description = "download_expired")))]
+              (status = 404, description = "not_found: no archive was made for this request (no data held under the address, or it was handed to staff)"),
+              (status = 409, description = "export_processing: the archive is still being prepared; ask again after `Retry-After` seconds (the mail with the link follows)"),
+              (status = 410, description = "download_expired: the 24-hour download has expired and the archive was deleted")))]
 async fn archive(
     state: web::Data<AppState>,
     req: HttpRequest,

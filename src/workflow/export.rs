@@ -1,12 +1,28 @@
 //! Right of access and portability (Art. 15, 20): after the identity check
-//! the archive is built in the background, encrypted at rest, and the
-//! customer gets a signed link valid 24 hours that needs a fresh code unless
-//! the same browser just verified. Other systems become a staff task.
+//! the archive is built by a stored job, encrypted at rest in the database,
+//! and the customer gets a signed link valid 24 hours that needs a fresh
+//! code unless the same browser just verified. Other systems become a staff
+//! task.
+//!
+//! The job is stored with the step to `processing`, so a restart loses
+//! nothing: a worker on any instance leases it ([`run_worker`]), builds the
+//! archive into `export_chunks` under its lease, and hands it over with the
+//! request's completion in one transaction. A lease that runs out (the
+//! process died) lets the job be taken again; after [`MAX_ATTEMPTS`] failed
+//! attempts the request goes to staff with the reason `export_failed`.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use chrono::Utc;
 use tera::Context;
+use tokio::sync::watch;
 
 use super::{event, verification, WResult, WorkflowError};
 use crate::{
@@ -14,13 +30,32 @@ use crate::{
     crypto,
     domain::{Email, Locale, RequestKind, Status},
     export, mail,
-    store::{self, audit, requests, requests::RequestRow},
+    store::{
+        self, audit,
+        exports::{self, Job},
+        requests,
+        requests::RequestRow,
+    },
     AppState,
 };
 
-pub const DOWNLOAD_TTL_SECS: i64 = 24 * 3600;
+pub use store::exports::ExportRow;
 
-/// Starts the export. Answers at once; the archive is built in the background.
+pub const DOWNLOAD_TTL_SECS: i64 = 24 * 3600;
+/// A worker holds a job this long without renewing; it renews every third
+/// of it while it builds, so only a dead (or cut-off) worker loses a job.
+pub const LEASE_SECS: i64 = 120;
+/// Failed attempts (a lapsed lease counts) before staff take over.
+pub const MAX_ATTEMPTS: i64 = 5;
+/// Wait after the first failure, doubled after each further one, capped:
+/// a connector that is down for a while is not hammered, and the last
+/// attempt still comes within the hour.
+const RETRY_BASE_SECS: i64 = 60;
+const RETRY_MAX_SECS: i64 = 30 * 60;
+/// What the API tells a client polling an archive that is being built.
+pub const PROCESSING_RETRY_AFTER_SECS: u64 = 5;
+
+/// Starts the export. Answers at once; a worker builds the archive.
 pub async fn submit(state: Arc<AppState>, id: &str) -> WResult<RequestRow> {
     let req = verification::get(&state, id).await?;
     if req.kind() != RequestKind::Export {
@@ -91,6 +126,7 @@ pub async fn submit(state: Arc<AppState>, id: &str) -> WResult<RequestRow> {
         Err(requests::TransitionError::Raced) => return verification::get(&state, id).await,
         Err(e) => return Err(e.into()),
     }
+    exports::insert_job(&mut tx, id, &acc.id, now).await?;
     audit::record(
         &mut tx,
         now,
@@ -106,26 +142,185 @@ pub async fn submit(state: Arc<AppState>, id: &str) -> WResult<RequestRow> {
     .await?;
     super::other_systems_task(&state, &mut tx, id, "export_other_systems", req.due_at, now).await?;
     tx.commit().await?;
-    let row = verification::get(&state, id).await?;
-    let bg = state.clone();
-    let id_owned = id.to_string();
-    tokio::spawn(async move {
-        if let Err(e) = build_and_deliver(bg.clone(), &id_owned, acc).await {
-            tracing::error!(error = %e, "export failed; handing the request to staff");
-            let _ = fail(&bg, &id_owned).await;
-        }
-    });
-    Ok(row)
+    state.export_notify.notify_one();
+    verification::get(&state, id).await
 }
 
-async fn fail(state: &AppState, id: &str) -> WResult<()> {
+/// The export worker: started with the server, woken on submit, and
+/// polling for retries and lapsed leases otherwise.
+pub async fn run_worker(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    match adopt_unjobbed(&state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            requests = n,
+            "export jobs stored for exports started earlier"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not look for exports without a job"),
+    }
+    loop {
+        match work_due(&state, &mut shutdown).await {
+            Ok(Pass::Stopped) => return,
+            Ok(Pass::Idle) => {}
+            Err(e) => tracing::warn!(error = %e, "export pass failed"),
+        }
+        tokio::select! {
+            _ = state.export_notify.notified() => {}
+            _ = tokio::time::sleep(state.settings.worker_interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+enum Pass {
+    Idle,
+    Stopped,
+}
+
+/// Runs every job due now, one at a time (an archive build takes a CPU;
+/// other instances take other jobs).
+async fn work_due(state: &Arc<AppState>, shutdown: &mut watch::Receiver<bool>) -> WResult<Pass> {
+    loop {
+        if *shutdown.borrow() {
+            return Ok(Pass::Stopped);
+        }
+        let Some(job) = exports::claim_job(&state.db, store::now(), LEASE_SECS).await? else {
+            return Ok(Pass::Idle);
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        tokio::select! {
+            r = run_job(state, &job, stop.clone()) => r?,
+            _ = shutdown.changed() => {
+                // Leave the job for the next start (or another instance)
+                // at once, rather than after the lease.
+                stop.store(true, Ordering::Relaxed);
+                exports::release(&state.db, &job.request_id, &job.lease, store::now()).await?;
+                return Ok(Pass::Stopped);
+            }
+        }
+    }
+}
+
+/// One attempt at a leased job.
+async fn run_job(state: &Arc<AppState>, job: &Job, stop: Arc<AtomicBool>) -> WResult<()> {
+    let req = requests::get(&state.db, &job.request_id).await?;
+    let Some(req) = req.filter(|r| r.status() == Status::Processing) else {
+        // The request ended meanwhile (staff closed it, or it was purged).
+        let mut conn = state.db.write().acquire().await?;
+        exports::end_job(&mut conn, &job.request_id, &job.lease).await?;
+        return Ok(());
+    };
+    let acc = AccountRef {
+        id: job.account_id.clone(),
+    };
+    let built = holding_lease(
+        state,
+        job,
+        &stop,
+        build_archive(state, &req, acc, &job.lease, stop.clone()),
+    )
+    .await;
+    let handed_over = match built {
+        Ok(size) => deliver(state, &req, job, size).await?,
+        // Taken over or shutting down: not a failure of the export.
+        Err(_) if stop.load(Ordering::Relaxed) => false,
+        Err(e) => {
+            // Connector and storage errors name systems and tables, not
+            // the customer's data.
+            tracing::warn!(error = %e, attempt = job.attempts, "export attempt failed");
+            discard(state, &job.lease).await?;
+            return failed(state, job).await;
+        }
+    };
+    if !handed_over {
+        discard(state, &job.lease).await?;
+    }
+    Ok(())
+}
+
+/// Runs `build` while renewing the lease; a renewal that finds the job
+/// taken over stops the build at its next chunk.
+async fn holding_lease<T>(
+    state: &AppState,
+    job: &Job,
+    stop: &AtomicBool,
+    build: impl std::future::Future<Output = T>,
+) -> T {
+    let mut beat = tokio::time::interval(Duration::from_secs((LEASE_SECS / 3) as u64));
+    beat.tick().await;
+    tokio::pin!(build);
+    loop {
+        tokio::select! {
+            r = &mut build => return r,
+            _ = beat.tick() => {
+                let until = store::now() + LEASE_SECS;
+                match exports::renew(&state.db, &job.request_id, &job.lease, until).await {
+                    Ok(true) => {}
+                    Ok(false) => stop.store(true, Ordering::Relaxed),
+                    // The next chunk write checks the lease again.
+                    Err(e) => tracing::warn!(error = %e, "export lease renewal failed"),
+                }
+            }
+        }
+    }
+}
+
+/// Removes an attempt's chunks that will never be an archive.
+async fn discard(state: &AppState, archive_id: &str) -> WResult<()> {
+    let mut conn = state.db.write().acquire().await?;
+    exports::delete_chunks(&mut conn, archive_id).await?;
+    Ok(())
+}
+
+fn retry_delay(attempts: i64) -> i64 {
+    let doublings = (attempts - 1).clamp(0, 16) as u32;
+    RETRY_BASE_SECS
+        .saturating_mul(2_i64.pow(doublings))
+        .min(RETRY_MAX_SECS)
+}
+
+/// A failed attempt: try again later, or after the last one hand the
+/// request to staff.
+async fn failed(state: &AppState, job: &Job) -> WResult<()> {
+    let id = job.request_id.as_str();
     let now = store::now();
-    let req = verification::get(state, id).await?;
     let mut tx = state.db.begin().await?;
-    requests::set_status(&mut tx, id, Status::Processing, Status::Escalated, now).await?;
-    requests::set_data(&mut tx, id, &req.data(), &["export_failed"], None).await?;
+    if job.attempts < MAX_ATTEMPTS {
+        let next_at = now + retry_delay(job.attempts);
+        if !exports::retry_later(&mut tx, id, &job.lease, next_at, "build_failed").await? {
+            return Ok(());
+        }
+        audit::record(
+            &mut tx,
+            now,
+            event(
+                id,
+                "system",
+                "export_retry",
+                None,
+                None,
+                serde_json::json!({"attempt": job.attempts, "next_attempt_at": next_at}),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    if !exports::end_job(&mut tx, id, &job.lease).await? {
+        return Ok(());
+    }
+    escalate(&mut tx, id, job.attempts, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Staff take over an export that cannot be built (visible in the queue
+/// with the reason `export_failed`).
+async fn escalate(tx: &mut store::Conn, id: &str, attempts: i64, now: i64) -> WResult<()> {
+    let req = verification::load(tx, id).await?;
+    requests::set_status(tx, id, Status::Processing, Status::Escalated, now).await?;
+    requests::set_data(tx, id, &req.data(), &["export_failed"], None).await?;
     audit::record(
-        &mut tx,
+        tx,
         now,
         event(
             id,
@@ -133,12 +328,53 @@ async fn fail(state: &AppState, id: &str) -> WResult<()> {
             "export_failed",
             Some(Status::Processing),
             Some(Status::Escalated),
-            serde_json::json!({}),
+            serde_json::json!({"attempts": attempts}),
         ),
     )
     .await?;
-    tx.commit().await?;
     Ok(())
+}
+
+/// Exports left in `processing` without a job — started by a version that
+/// built archives in a task a restart lost — get a job now, or go to staff
+/// when their account is gone.
+async fn adopt_unjobbed(state: &AppState) -> WResult<usize> {
+    let mut n = 0;
+    for (id, email) in exports::unjobbed(&state.db, 500).await? {
+        let acc = match Email::parse(&email) {
+            Some(e) => state.connector.find_account(&e).await?,
+            None => None,
+        };
+        let now = store::now();
+        let mut tx = state.db.begin().await?;
+        match acc {
+            Some(acc) => {
+                if !exports::insert_job(&mut tx, &id, &acc.id, now).await? {
+                    continue;
+                }
+                audit::record(
+                    &mut tx,
+                    now,
+                    event(
+                        &id,
+                        "system",
+                        "export_resumed",
+                        None,
+                        None,
+                        serde_json::json!({}),
+                    ),
+                )
+                .await?;
+            }
+            None => escalate(&mut tx, &id, 0, now).await?,
+        }
+        tx.commit().await?;
+        n += 1;
+    }
+    if n > 0 {
+        state.export_notify.notify_one();
+    }
+    Ok(n)
 }
 
 /// Reads the connector from the blocking builder thread.
@@ -166,78 +402,66 @@ impl export::Source for ConnectorSource {
     }
 }
 
-pub fn archive_path(state: &AppState, file_name: &str) -> PathBuf {
+/// Where archives built before migration 0012 lie (`storage = 'file'`).
+fn legacy_path(state: &AppState, file_name: &str) -> PathBuf {
     state.settings.export_dir.join(file_name)
 }
 
-/// Builds the encrypted archive for an account; returns its size in bytes.
+/// Builds the encrypted archive for an account into the chunks of the
+/// attempt holding `lease`; returns its size in bytes. `stop` ends it early
+/// (lease lost, shutdown).
 pub async fn build_archive(
     state: &Arc<AppState>,
     req: &RequestRow,
     acc: AccountRef,
-    file_name: &str,
+    lease: &str,
+    stop: Arc<AtomicBool>,
 ) -> anyhow::Result<u64> {
-    let dir = state.settings.export_dir.clone();
-    let path = archive_path(state, file_name);
     let key = state.keys.archive_key(&req.id);
+    let handle = tokio::runtime::Handle::current();
     let src = ConnectorSource {
-        handle: tokio::runtime::Handle::current(),
+        handle: handle.clone(),
         connector: state.connector.clone(),
         acc,
     };
+    let sink = export::chunks::ChunkSink::new(
+        handle,
+        state.db.clone(),
+        req.id.clone(),
+        lease.to_string(),
+        stop,
+    );
     let st = state.clone();
     let locale = req.locale();
     let reference = super::reference(&req.id);
     tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        std::fs::create_dir_all(&dir)?;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let file = std::io::BufWriter::new(opts.open(&path)?);
-        let writer = export::crypt::EncryptingWriter::new(file, &key)?;
+        let writer = export::crypt::EncryptingWriter::new(sink, &key)?;
         let meta = export::Meta {
             locale,
             company: &st.settings.company,
             reference: &reference,
             generated_at: Utc::now(),
         };
-        let built = export::build(writer, &src, &meta).and_then(|w| Ok(w.finish()?));
-        match built {
-            Ok((mut file, size)) => {
-                use std::io::Write;
-                file.flush()?;
-                file.get_ref().sync_all()?;
-                Ok(size)
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                Err(e)
-            }
-        }
+        let (sink, size) = export::build(writer, &src, &meta)?.finish()?;
+        sink.close()?;
+        Ok(size)
     })
     .await?
 }
 
-async fn build_and_deliver(state: Arc<AppState>, id: &str, acc: AccountRef) -> anyhow::Result<()> {
-    let req = verification::get(&state, id).await?;
-    let file_name = format!("{}.ppx", uuid::Uuid::new_v4().simple());
-    let size = build_archive(&state, &req, acc, &file_name).await?;
+/// Hands the built archive over: the job ends, the archive is recorded, the
+/// request completes and the link is mailed, in one transaction, only if
+/// this attempt still holds the job.
+async fn deliver(state: &AppState, req: &RequestRow, job: &Job, size: u64) -> WResult<bool> {
+    let id = req.id.as_str();
     let now = store::now();
     let expires_at = now + DOWNLOAD_TTL_SECS;
     let locale = req.locale();
     let mut tx = state.db.begin().await?;
-    sqlx::query("INSERT INTO exports (request_id, file_name, size_bytes, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(id)
-        .bind(&file_name)
-        .bind(size as i64)
-        .bind(now)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
+    if !exports::end_job(&mut tx, id, &job.lease).await? {
+        return Ok(false);
+    }
+    exports::insert_archive(&mut tx, id, &job.lease, size as i64, now, expires_at).await?;
     requests::set_status(&mut tx, id, Status::Processing, Status::Completed, now).await?;
     let mut data = req.data();
     data["download_expires_at"] = serde_json::json!(expires_at);
@@ -251,14 +475,14 @@ async fn build_and_deliver(state: Arc<AppState>, id: &str, acc: AccountRef) -> a
             "export_ready",
             Some(Status::Processing),
             Some(Status::Completed),
-            serde_json::json!({"bytes": size}),
+            serde_json::json!({"bytes": size, "attempt": job.attempts}),
         ),
     )
     .await?;
     let mut ctx = Context::new();
     ctx.insert("company", &state.settings.company.name);
     ctx.insert("reference", &super::reference(id));
-    ctx.insert("link", &download_url(&state, id, locale, expires_at));
+    ctx.insert("link", &download_url(state, id, locale, expires_at));
     ctx.insert(
         "expires",
         &crate::i18n::long_date(
@@ -287,7 +511,7 @@ async fn build_and_deliver(state: Arc<AppState>, id: &str, acc: AccountRef) -> a
     .await?;
     tx.commit().await?;
     state.mail_notify.notify_one();
-    Ok(())
+    Ok(true)
 }
 
 pub fn download_path(state: &AppState, id: &str, locale: Locale, expires_at: i64) -> String {
@@ -313,44 +537,50 @@ pub fn link_valid(state: &AppState, id: &str, exp: i64, sig: &str) -> bool {
     crypto::ct_eq(&state.keys.link_signature(id, exp), sig) && exp > store::now()
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ExportRow {
-    pub file_name: String,
-    pub size_bytes: i64,
-    pub expires_at: i64,
-    pub deleted_at: Option<i64>,
-}
-
-/// The archive while it may still be downloaded.
+/// The archive while it may still be downloaded. While it is being built
+/// the answer is "still being prepared", never "expired"; a request that
+/// never had one (no data held, handed to staff) has none to find.
 pub async fn available(state: &AppState, id: &str) -> WResult<ExportRow> {
-    let row: Option<ExportRow> = sqlx::query_as(
-        "SELECT file_name, size_bytes, expires_at, deleted_at FROM exports WHERE request_id = $1",
-    )
-    .bind(id)
-    .fetch_optional(state.db.read())
-    .await?;
-    match row {
+    match exports::get(&state.db, id).await? {
         Some(r) if r.deleted_at.is_none() && r.expires_at > store::now() => Ok(r),
-        _ => Err(WorkflowError::DownloadExpired),
+        Some(_) => Err(WorkflowError::DownloadExpired),
+        None => match verification::get(state, id).await?.status() {
+            Status::Processing => Err(WorkflowError::ExportProcessing {
+                retry_after: PROCESSING_RETRY_AFTER_SECS,
+            }),
+            _ => Err(WorkflowError::NotFound),
+        },
     }
 }
 
-/// Decrypts the archive into a stream of chunks for the HTTP response.
+/// Decrypts the archive into a stream of chunks for the HTTP response,
+/// reading one stored chunk at a time.
 pub fn open_stream(
     state: &AppState,
     id: &str,
     row: &ExportRow,
 ) -> tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let path = archive_path(state, &row.file_name);
     let key = state.keys.archive_key(id);
+    let source = if row.in_database() {
+        Ok(export::chunks::ChunkReader::new(
+            tokio::runtime::Handle::current(),
+            state.db.clone(),
+            row.file_name.clone(),
+        ))
+    } else {
+        Err(legacy_path(state, &row.file_name))
+    };
     tokio::task::spawn_blocking(move || {
-        let res = std::fs::File::open(&path).and_then(|f| {
-            export::crypt::decrypt(std::io::BufReader::new(f), &key, |chunk| {
-                tx.blocking_send(Ok(chunk))
-                    .map_err(|_| std::io::Error::other("client went away"))
-            })
-        });
+        let send = |chunk| {
+            tx.blocking_send(Ok(chunk))
+                .map_err(|_| std::io::Error::other("client went away"))
+        };
+        let res = match source {
+            Ok(reader) => export::crypt::decrypt(reader, &key, send),
+            Err(path) => std::fs::File::open(&path)
+                .and_then(|f| export::crypt::decrypt(std::io::BufReader::new(f), &key, send)),
+        };
         if let Err(e) = res {
             let _ = tx.blocking_send(Err(e));
         }
@@ -444,26 +674,28 @@ pub async fn check_download_code(state: &AppState, id: &str, raw_code: &str) -> 
     Ok(())
 }
 
-/// Deletes archives whose link has expired (run by the sweeper).
+/// Deletes archives whose link has expired (run by the sweeper), and the
+/// chunks of attempts that died before they could hand theirs over.
 pub async fn sweep(state: &AppState) -> anyhow::Result<usize> {
     let now = store::now();
-    let expired: Vec<(String, String)> =
-        sqlx::query_as("SELECT request_id, file_name FROM exports WHERE deleted_at IS NULL AND expires_at <= $1 LIMIT 200")
-            .bind(now)
-            .fetch_all(state.db.read())
-            .await?;
-    for (id, file) in &expired {
-        match std::fs::remove_file(archive_path(state, file)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+    let mut deleted = 0;
+    for row in exports::expired(&state.db, now, 200).await? {
+        if !row.in_database() {
+            match std::fs::remove_file(legacy_path(state, &row.file_name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        let id = row.request_id.as_str();
         let mut tx = state.db.begin().await?;
-        sqlx::query("UPDATE exports SET deleted_at = $1 WHERE request_id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        // Only the run that marks it records it.
+        if !exports::mark_deleted(&mut tx, id, now).await? {
+            continue;
+        }
+        if row.in_database() {
+            exports::delete_chunks(&mut tx, &row.file_name).await?;
+        }
         audit::record(
             &mut tx,
             now,
@@ -478,6 +710,8 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<usize> {
         )
         .await?;
         tx.commit().await?;
+        deleted += 1;
     }
-    Ok(expired.len())
+    exports::delete_orphan_chunks(&state.db).await?;
+    Ok(deleted)
 }

@@ -73,6 +73,9 @@ pub enum WorkflowError {
     FallbackMismatch,
     #[error("the download has expired")]
     DownloadExpired,
+    /// The archive is still being built (never "expired").
+    #[error("the archive is still being prepared")]
+    ExportProcessing { retry_after: u64 },
     #[error("deletion is still blocked")]
     StillBlocked { reasons: Vec<String> },
     /// A form without the session's CSRF token.
@@ -119,6 +122,7 @@ impl WorkflowError {
             WorkflowError::DetailsLocked => ("too_many_attempts", 429),
             WorkflowError::StillBlocked { .. } => ("still_blocked", 409),
             WorkflowError::DownloadExpired => ("download_expired", 410),
+            WorkflowError::ExportProcessing { .. } => ("export_processing", 409),
             WorkflowError::FallbackMismatch => ("details_mismatch", 422),
             WorkflowError::Internal(_) => ("internal", 500),
         }
@@ -158,6 +162,7 @@ impl WorkflowError {
         match self {
             WorkflowError::RateLimited { retry_after } => Some(*retry_after),
             WorkflowError::TooManyAttempts { retry_after } => Some(retry_after.unwrap_or(0)),
+            WorkflowError::ExportProcessing { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -294,6 +299,7 @@ mod tests {
             E::DetailsLocked,
             E::FallbackMismatch,
             E::DownloadExpired,
+            E::ExportProcessing { retry_after: 5 },
             E::StillBlocked {
                 reasons: vec!["open_order".into()],
             },

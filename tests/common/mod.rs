@@ -222,6 +222,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub server: Option<Server>,
     pub database_url: String,
+    /// Shared by [`TestApp::spawn_sibling`] (links, tokens, archive keys).
+    secret_key: SecretString,
     _tmp: tempfile::TempDir,
 }
 
@@ -270,7 +272,7 @@ impl TestApp {
         let smtp = free_listener();
         let smtp_port = smtp.local_addr().unwrap().port();
         let mail = Mailbox::serve(smtp);
-        Self::spawn_inner(adjust, mail, smtp_port).await
+        Self::spawn_inner(adjust, mail, smtp_port, None).await
     }
 
     /// The SMTP server is not running yet; start it later with `start_smtp`.
@@ -278,7 +280,22 @@ impl TestApp {
         let smtp = free_listener();
         let smtp_port = smtp.local_addr().unwrap().port();
         drop(smtp);
-        Self::spawn_inner(|_| {}, Mailbox::default(), smtp_port).await
+        Self::spawn_inner(|_| {}, Mailbox::default(), smtp_port, None).await
+    }
+
+    /// Another instance of the same deployment, as behind a load balancer:
+    /// the same database, secret key and mail server (the customers are
+    /// already there). `self` may be stopped; keep it alive while the
+    /// sibling runs: on SQLite the database file lies in `self`'s temp dir.
+    pub async fn spawn_sibling(&self) -> TestApp {
+        let secret = self.secret_key.clone();
+        Self::spawn_inner(
+            move |s| s.secret_key = secret,
+            self.mail.clone(),
+            self.smtp_port,
+            Some(self.database_url.clone()),
+        )
+        .await
     }
 
     pub fn start_smtp(&mut self) {
@@ -291,26 +308,34 @@ impl TestApp {
         adjust: impl FnOnce(&mut Settings),
         mail: Mailbox,
         smtp_port: u16,
+        shared_database: Option<String>,
     ) -> TestApp {
         init_logs();
         let tmp = tempfile::tempdir().unwrap();
-        let database_url = fresh_database(&tmp).await;
+        let sibling = shared_database.is_some();
+        let database_url = match shared_database {
+            Some(url) => url,
+            None => fresh_database(&tmp).await,
+        };
         let listener = free_listener();
         let port = listener.local_addr().unwrap().port();
         let mut settings = test_settings(database_url.clone(), port, smtp_port);
         adjust(&mut settings);
+        let secret_key = settings.secret_key.clone();
         let state = privacy_portal::build_state(settings)
             .await
             .expect("app state");
-        let seed = privacy_portal::demo::customers()
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join("\n");
-        let report = privacy_portal::import::import(&state, std::io::Cursor::new(seed))
-            .await
-            .unwrap();
-        assert!(report.errors.is_empty());
+        if !sibling {
+            let seed = privacy_portal::demo::customers()
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let report = privacy_portal::import::import(&state, std::io::Cursor::new(seed))
+                .await
+                .unwrap();
+            assert!(report.errors.is_empty());
+        }
         let server = Server::start(state, listener).await.expect("server starts");
         TestApp {
             base: format!("http://127.0.0.1:{port}"),
@@ -320,6 +345,7 @@ impl TestApp {
             client: client(),
             server: Some(server),
             database_url,
+            secret_key,
             _tmp: tmp,
         }
     }

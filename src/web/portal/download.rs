@@ -77,12 +77,51 @@ fn expired_page(state: &AppState, req: &HttpRequest, locale: Locale) -> HttpResp
     )
 }
 
-async fn valid(state: &AppState, id: &str, q: &LinkQuery) -> Option<RequestRow> {
+/// "Still being prepared": a link to an archive that is being built again.
+fn preparing_page(state: &AppState, req: &HttpRequest, locale: Locale) -> HttpResponse {
+    let mut ctx = base_context(state, locale, &rest_of(req), None);
+    ctx.insert("title", &crate::i18n::t(locale, "export.preparing_title"));
+    ctx.insert("message", &crate::i18n::t(locale, "export.preparing_text"));
+    ctx.insert("refresh", &true);
+    let err = WorkflowError::ExportProcessing {
+        retry_after: export::PROCESSING_RETRY_AFTER_SECS,
+    };
+    crate::web::errors::render_error(
+        state,
+        actix_web::http::StatusCode::CONFLICT,
+        &ctx,
+        err.retry_after(),
+    )
+}
+
+/// What a signed link leads to.
+enum Link {
+    Ready(Box<(RequestRow, export::ExportRow)>),
+    Preparing,
+    Gone,
+}
+
+async fn check(state: &AppState, id: &str, q: &LinkQuery) -> Link {
     if !export::link_valid(state, id, q.exp, &q.sig) {
-        return None;
+        return Link::Gone;
     }
-    export::available(state, id).await.ok()?;
-    verification::get(state, id).await.ok()
+    let archive = match export::available(state, id).await {
+        Ok(a) => a,
+        Err(WorkflowError::ExportProcessing { .. }) => return Link::Preparing,
+        Err(_) => return Link::Gone,
+    };
+    match verification::get(state, id).await {
+        Ok(row) => Link::Ready(Box::new((row, archive))),
+        Err(_) => Link::Gone,
+    }
+}
+
+/// Answers a link that does not lead to an archive now.
+fn not_ready(state: &AppState, req: &HttpRequest, locale: Locale, link: &Link) -> HttpResponse {
+    match link {
+        Link::Preparing => preparing_page(state, req, locale),
+        _ => expired_page(state, req, locale),
+    }
 }
 
 fn file_href(locale: Locale, id: &str, q: &LinkQuery) -> String {
@@ -121,8 +160,9 @@ pub(super) async fn link_page(
 ) -> PageResult {
     let (raw_lang, id) = path.into_inner();
     let locale = lang(&state, &raw_lang)?;
-    if valid(&state, &id, &q).await.is_none() {
-        return Ok(expired_page(&state, &req, locale));
+    let link = check(&state, &id, &q).await;
+    if !matches!(link, Link::Ready(..)) {
+        return Ok(not_ready(&state, &req, locale, &link));
     }
     if verified_ids(&session).iter().any(|v| v == &id) {
         return Ok(see_other(file_href(locale, &id, &q)));
@@ -175,8 +215,9 @@ pub(super) async fn code_post(
         exp: form.exp,
         sig: form.sig.clone(),
     };
-    if valid(&state, &id, &q).await.is_none() {
-        return Ok(expired_page(&state, &req, locale));
+    let link = check(&state, &id, &q).await;
+    if !matches!(link, Link::Ready(..)) {
+        return Ok(not_ready(&state, &req, locale, &link));
     }
     match export::check_download_code(&state, &id, &form.code).await {
         Ok(()) => {
@@ -216,8 +257,9 @@ pub(super) async fn file(
 ) -> PageResult {
     let (raw_lang, id) = path.into_inner();
     let locale = lang(&state, &raw_lang)?;
-    let Some(row) = valid(&state, &id, &q).await else {
-        return Ok(expired_page(&state, &req, locale));
+    let (row, archive) = match check(&state, &id, &q).await {
+        Link::Ready(ready) => *ready,
+        link => return Ok(not_ready(&state, &req, locale, &link)),
     };
     if !verified_ids(&session).iter().any(|v| v == &id) {
         return Ok(see_other(format!(
@@ -228,9 +270,6 @@ pub(super) async fn file(
             q.sig
         )));
     }
-    let archive = export::available(&state, &id)
-        .await
-        .map_err(|e| super::fail(&state, locale, e))?;
     export::record_download(&state, &id, "portal")
         .await
         .map_err(|e| super::fail(&state, locale, e))?;
