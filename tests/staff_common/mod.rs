@@ -32,6 +32,20 @@ pub fn totp_code(secret: &str, offset_steps: i64) -> String {
     t.generate(at).to_string()
 }
 
+/// Waits until at least 5 s of the current 30-s time step remain, so a code
+/// computed now is still in the step the server expects when it checks it
+/// (on a loaded machine a request can take a few seconds).
+pub async fn settle_step() {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        % 30_000;
+    if ms > 25_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(30_100 - ms as u64)).await;
+    }
+}
+
 pub fn extract(re: &str, body: &str) -> Option<String> {
     regex::Regex::new(re)
         .unwrap()
@@ -57,6 +71,7 @@ pub async fn enrol_with_link(app: &TestApp, email: &str, path: &str) -> StaffUse
     let secret =
         extract(r#"<code id="totp-secret">([A-Z2-7=]+)</code>"#, &body).expect("secret shown");
     assert!(body.contains("data:image/svg+xml;base64,"), "QR code shown");
+    settle_step().await;
     let res = c
         .post(app.url(path))
         .form(&[
@@ -108,6 +123,7 @@ pub async fn try_login(
 
 /// Logs in with the code of the given time step offset (0 = now, 1 = next).
 pub async fn login(app: &TestApp, user: &StaffUser, offset_steps: i64) {
+    settle_step().await;
     let res = try_login(
         app,
         &user.client,
