@@ -391,3 +391,41 @@ async fn change_with_collision_through_the_html_pages() {
     assert_eq!(status, "escalated");
     app.stop().await;
 }
+
+/// Mail apps open links in their own browser: the link in the mail to the
+/// new address asks for that code wherever it is opened, like the first
+/// code mail's link does, and the change completes there.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_new_address_link_works_in_any_browser() {
+    let app = TestApp::spawn().await;
+    let (id, _token, code) =
+        to_new_address(&app, "sven@example.se", "sven.ny@example.se", "sv").await;
+    let mail = app.mail.wait_for("sven.ny@example.se", 1).await.remove(0);
+    let link = format!("/sv/r/{id}/new-code");
+    assert!(mail.text.contains(&link), "{}", mail.text);
+
+    let elsewhere = common::client();
+    let (status, body, csrf) = page(&elsewhere, &app.url(&link)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("name=\"code\""), "{body}");
+    let res = elsewhere
+        .post(app.url(&link))
+        .form(&[("csrf", csrf.unwrap()), ("code", code)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let (status, body, _) = page(&elsewhere, &app.url(&location(&res))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&privacy_portal::i18n::t(
+            privacy_portal::domain::Locale::Sv,
+            "change_email.completed"
+        )),
+        "{body}"
+    );
+    // A request that is not waiting for that code still needs its session.
+    let (status, _, _) = page(&common::client(), &app.url(&link)).await;
+    assert_ne!(status, 200);
+    app.stop().await;
+}

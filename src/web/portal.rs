@@ -360,16 +360,7 @@ async fn code_post(
     check_csrf(&state, &session, locale, &form.csrf)?;
     match verification::check_code(&state, &id, &form.code).await {
         Ok(_) => {
-            // A new session after the identity check: nothing from before it
-            // carries the verified state (session fixation).
-            let mut ids = verified_ids(&session);
-            session.renew();
-            ids.retain(|x| x != &id);
-            ids.push(id.clone());
-            // Keep the cookie small: only the latest few verified requests.
-            let keep = ids.len().saturating_sub(5);
-            let _ = session.insert("verified", &ids[keep..]);
-            let _ = session.insert("csrf", crypto::random_token());
+            remember_verified(&session, &id);
             Ok(see_other(format!("/{}/r/{}", locale.as_str(), id)))
         }
         Err(e @ (WorkflowError::InvalidCode { .. } | WorkflowError::Invalid { .. })) => {
@@ -424,6 +415,19 @@ async fn resend_post(
         Err(e) => return Err(fail(&state, locale, e)),
     }
     Ok(ok(&state, "portal/code.html", &ctx))
+}
+
+/// Marks `id` as proven in this browser. A new session after the identity
+/// check: nothing from before it carries the verified state (session
+/// fixation); only the latest few requests, to keep the cookie small.
+pub(super) fn remember_verified(session: &Session, id: &str) {
+    let mut ids = verified_ids(session);
+    session.renew();
+    ids.retain(|x| x != id);
+    ids.push(id.to_string());
+    let keep = ids.len().saturating_sub(5);
+    let _ = session.insert("verified", &ids[keep..]);
+    let _ = session.insert("csrf", crypto::random_token());
 }
 
 /// The request after verification: the next step for its kind, or its status.

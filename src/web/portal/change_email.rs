@@ -64,15 +64,40 @@ async fn verified_row(
         .map_err(|e| fail(state, locale, e))
 }
 
+/// The request whose new address's code is entered here. The mail to the
+/// new address links to this page, and mail apps open their own browser:
+/// while the request waits for that code, entering it is the proof, as on
+/// the first code page, so no earlier session is needed.
+async fn awaiting_new_code(
+    state: &web::Data<AppState>,
+    session: &Session,
+    locale: Locale,
+    id: &str,
+) -> Result<RequestRow, super::PageError> {
+    let row = verification::get(state, id)
+        .await
+        .map_err(|e| fail(state, locale, e))?;
+    if row.status() == Status::AwaitingNewEmail || verified_ids(session).iter().any(|v| v == id) {
+        Ok(row)
+    } else {
+        Err(fail(state, locale, WorkflowError::NotVerified))
+    }
+}
+
 pub(super) async fn new_code_page(
     state: web::Data<AppState>,
+    req: HttpRequest,
     session: Session,
     path: web::Path<(String, String)>,
 ) -> PageResult {
     let (raw_lang, id) = path.into_inner();
     let locale = lang(&state, &raw_lang)?;
-    verified_row(&state, &session, locale, &id).await?;
-    Ok(see_other(format!("/{}/r/{}", locale.as_str(), id)))
+    let row = awaiting_new_code(&state, &session, locale, &id).await?;
+    if row.status() != Status::AwaitingNewEmail || verified_ids(&session).iter().any(|v| *v == id) {
+        return Ok(see_other(format!("/{}/r/{}", locale.as_str(), id)));
+    }
+    let ctx = code_again(&state, &req, &session, locale, &row);
+    Ok(ok(&state, "portal/new_code.html", &ctx))
 }
 
 #[derive(Deserialize)]
@@ -108,9 +133,13 @@ pub(super) async fn new_code_post(
     let (raw_lang, id) = path.into_inner();
     let locale = lang(&state, &raw_lang)?;
     check_csrf(&state, &session, locale, &form.csrf)?;
-    let row = verified_row(&state, &session, locale, &id).await?;
+    let row = awaiting_new_code(&state, &session, locale, &id).await?;
     match change_email::verify_new_email(&state, &id, &form.code).await {
-        Ok(_) | Err(WorkflowError::WrongState { .. }) => {
+        Ok(_) => {
+            super::remember_verified(&session, &id);
+            Ok(see_other(format!("/{}/r/{}", locale.as_str(), id)))
+        }
+        Err(WorkflowError::WrongState { .. }) => {
             Ok(see_other(format!("/{}/r/{}", locale.as_str(), id)))
         }
         Err(
@@ -147,7 +176,7 @@ pub(super) async fn new_resend_post(
     let (raw_lang, id) = path.into_inner();
     let locale = lang(&state, &raw_lang)?;
     check_csrf(&state, &session, locale, &form.csrf)?;
-    let row = verified_row(&state, &session, locale, &id).await?;
+    let row = awaiting_new_code(&state, &session, locale, &id).await?;
     let mut ctx = code_again(&state, &req, &session, locale, &row);
     match change_email::resend_new_code(&state, &id).await {
         Ok(()) => ctx.insert("notice", &crate::i18n::t(locale, "code.resent")),
