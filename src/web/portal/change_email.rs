@@ -93,7 +93,7 @@ pub(super) async fn new_code_page(
     let (raw_lang, id) = path.into_inner();
     let locale = lang(&state, &raw_lang)?;
     let row = awaiting_new_code(&state, &session, locale, &id).await?;
-    if row.status() != Status::AwaitingNewEmail || verified_ids(&session).iter().any(|v| *v == id) {
+    if row.status() != Status::AwaitingNewEmail || verified_ids(&session).contains(&id) {
         return Ok(see_other(format!("/{}/r/{}", locale.as_str(), id)));
     }
     let ctx = code_again(&state, &req, &session, locale, &row);
