@@ -146,6 +146,16 @@ async fn collision_option_a_deletes_the_old_account() {
     assert_eq!(status, 200);
     assert_eq!(body["status"], "escalated");
     assert_eq!(body["choice"], "A");
+    // The customer hears that the choice arrived, and which one it was.
+    let choice_mail = app.mail.wait_for("eva.old@example.nl", 2).await.remove(1);
+    assert!(
+        choice_mail.text.contains(&privacy_portal::i18n::t(
+            privacy_portal::domain::Locale::Nl,
+            "change_email.collision.a_title"
+        )),
+        "{}",
+        choice_mail.text
+    );
 
     // Staff carry it out from the queue (staff API action).
     let staff = app.staff_token().await;

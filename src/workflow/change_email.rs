@@ -662,7 +662,34 @@ pub async fn choose(
         ),
     )
     .await?;
+    // The customer hears that the choice arrived and what happens next.
+    let locale = req.locale();
+    let mut ctx = Context::new();
+    ctx.insert("company", &state.settings.company.name);
+    ctx.insert("reference", &super::reference(id));
+    ctx.insert("option", choice.as_str());
+    let due = chrono::NaiveDate::parse_from_str(&req.due_date, "%Y-%m-%d")
+        .map(|d| crate::i18n::long_date(locale, d))
+        .unwrap_or_default();
+    ctx.insert("due_date", &due);
+    mail::enqueue(
+        &mut tx,
+        &state.tera,
+        &state.keys,
+        mail::Outgoing {
+            request_id: Some(id),
+            to: &req.email,
+            locale,
+            template: "collision_choice",
+            ctx,
+            secret: None,
+            forget_address: false,
+        },
+        now,
+    )
+    .await?;
     tx.commit().await?;
+    state.mail_notify.notify_one();
     verification::get(state, id).await
 }
 
