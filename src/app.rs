@@ -38,6 +38,8 @@ pub struct AppState {
     /// Bounds concurrent argon2 work so a login storm cannot take every
     /// blocking thread (and the CPU) from the rest of the server.
     pub password_pool: Arc<tokio::sync::Semaphore>,
+    /// Pages that depend only on the company file and the language.
+    pub pages: crate::web::portal::pages::Pages,
 }
 
 pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
@@ -49,6 +51,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     Ok(AppState {
         intake: crate::workflow::intake::spawn_writers(db.clone()),
         queue_counts: Default::default(),
+        pages: Default::default(),
         connector: Arc::new(BuiltinStore::new(
             db.clone(),
             settings.company.country.timezone(),

@@ -218,3 +218,29 @@ async fn languages_are_negotiated_switchable_and_complete() {
     assert_eq!(page(&app.client, &app.url("/dev/mail")).await.0, 404);
     app.stop().await;
 }
+
+/// The pages that depend only on the company file and the language are
+/// rendered once and served from memory: every request gets the same page
+/// as the first, in its own language, and a query string still reaches the
+/// language switcher's links.
+#[tokio::test(flavor = "multi_thread")]
+async fn company_pages_are_the_same_every_time_and_keep_their_query() {
+    let app = TestApp::spawn().await;
+    let client = common::client();
+    for path in ["/nl/", "/sv/privacy", "/en/help"] {
+        let (status, first, _) = page(&client, &app.url(path)).await;
+        assert_eq!(status, 200);
+        let (_, second, _) = page(&client, &app.url(path)).await;
+        assert_eq!(first, second, "{path}");
+        assert!(
+            first.contains(&format!("lang=\"{}\"", &path[1..3])),
+            "{path}"
+        );
+    }
+    let (status, body, _) = page(&client, &app.url("/en/privacy?from=footer")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("&#x2F;nl&#x2F;privacy?from=footer"), "{body}");
+    let (status, _, _) = page(&client, &app.url("/en/help/no-such-topic")).await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}

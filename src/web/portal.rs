@@ -79,6 +79,7 @@ mod change_email;
 mod download;
 pub(crate) use download::stream as stream_archive;
 mod objection;
+pub mod pages;
 
 type PageResult = Result<HttpResponse, PageError>;
 
@@ -214,13 +215,21 @@ async fn landing(
     path: web::Path<String>,
 ) -> PageResult {
     let locale = lang(&state, &path)?;
-    let mut ctx = base_context(&state, locale, &rest_of(&req), None);
+    if let Some(page) = pages::cached(&state, &req) {
+        return Ok(page);
+    }
+    let (template, ctx) = landing_view(&state, locale, &rest_of(&req));
+    Ok(ok(&state, template, &ctx))
+}
+
+fn landing_view(state: &AppState, locale: Locale, rest: &str) -> (&'static str, Context) {
+    let mut ctx = base_context(state, locale, rest, None);
     let kinds: Vec<serde_json::Value> = RequestKind::ALL
         .iter()
         .map(|k| serde_json::json!({"kind": k.as_str(), "slug": k.slug(), "available": k.available()}))
         .collect();
     ctx.insert("kinds", &kinds);
-    Ok(ok(&state, "portal/landing.html", &ctx))
+    ("portal/landing.html", ctx)
 }
 
 #[derive(Deserialize)]

@@ -21,9 +21,21 @@ pub(super) async fn privacy_page(
     path: web::Path<String>,
 ) -> PageResult {
     let locale = lang(&state, &path)?;
-    let mut ctx = base_context(&state, locale, &rest_of(&req), None);
+    if let Some(page) = super::pages::cached(&state, &req) {
+        return Ok(page);
+    }
+    let (template, ctx) = privacy_view(&state, locale, &rest_of(&req));
+    Ok(ok(&state, template, &ctx))
+}
+
+pub(super) fn privacy_view(
+    state: &AppState,
+    locale: Locale,
+    rest: &str,
+) -> (&'static str, Context) {
+    let mut ctx = base_context(state, locale, rest, None);
     ctx.insert("notice", &notice::view(&state.settings.company, locale));
-    Ok(ok(&state, "portal/privacy.html", &ctx))
+    ("portal/privacy.html", ctx)
 }
 
 /// `/{lang}/help`: the list of guidance topics.
@@ -33,12 +45,24 @@ pub(super) async fn help_index(
     path: web::Path<String>,
 ) -> PageResult {
     let locale = lang(&state, &path)?;
-    let mut ctx = base_context(&state, locale, &rest_of(&req), None);
+    if let Some(page) = super::pages::cached(&state, &req) {
+        return Ok(page);
+    }
+    let (template, ctx) = help_index_view(&state, locale, &rest_of(&req));
+    Ok(ok(&state, template, &ctx))
+}
+
+pub(super) fn help_index_view(
+    state: &AppState,
+    locale: Locale,
+    rest: &str,
+) -> (&'static str, Context) {
+    let mut ctx = base_context(state, locale, rest, None);
     ctx.insert(
         "topics",
         &notice::guidance_links(&state.settings.company, locale),
     );
-    Ok(ok(&state, "portal/help_index.html", &ctx))
+    ("portal/help_index.html", ctx)
 }
 
 /// `/{lang}/help/{topic}`: steps for a change made in the company's own app.
@@ -49,17 +73,30 @@ pub(super) async fn help_page(
 ) -> PageResult {
     let (raw_lang, topic) = path.into_inner();
     let locale = lang(&state, &raw_lang)?;
-    let company = &state.settings.company;
-    let view = notice::guidance(company, locale, &topic)
+    if let Some(page) = super::pages::cached(&state, &req) {
+        return Ok(page);
+    }
+    let (template, ctx) = help_view(&state, locale, &topic, &rest_of(&req))
         .ok_or_else(|| fail(&state, locale, WorkflowError::NotFound))?;
-    let mut ctx = base_context(&state, locale, &rest_of(&req), None);
+    Ok(ok(&state, template, &ctx))
+}
+
+pub(super) fn help_view(
+    state: &AppState,
+    locale: Locale,
+    topic: &str,
+    rest: &str,
+) -> Option<(&'static str, Context)> {
+    let company = &state.settings.company;
+    let view = notice::guidance(company, locale, topic)?;
+    let mut ctx = base_context(state, locale, rest, None);
     let others: Vec<_> = notice::guidance_links(company, locale)
         .into_iter()
         .filter(|g| g.id != view.id)
         .collect();
     ctx.insert("topic", &view);
     ctx.insert("others", &others);
-    Ok(ok(&state, "portal/help.html", &ctx))
+    Some(("portal/help.html", ctx))
 }
 
 /// The start page of a deep link `/{lang}/object?purpose=newsletter`: names
