@@ -34,6 +34,7 @@ fn settings(db: &str, dir: &std::path::Path) -> config::Settings {
         export_dir: dir.join("exports"),
         metrics_bind: None,
         metrics_token: None,
+        trusted_proxies: Vec::new(),
     }
 }
 

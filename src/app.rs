@@ -254,6 +254,15 @@ async fn sweeper(state: web::Data<AppState>, mut shutdown: watch::Receiver<bool>
         if let Ok(n) = crate::store::outbox::backlog(&state.db).await {
             state.metrics.outbox_backlog.set(n);
         }
+        match crate::store::cases::open_counts(&state.db, crate::store::now()).await {
+            Ok(groups) => {
+                state
+                    .metrics
+                    .cases_overdue
+                    .set(groups.iter().map(|g| g.overdue).sum());
+            }
+            Err(e) => tracing::warn!(error = %e, "counting overdue cases failed"),
+        }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             _ = shutdown.changed() => return,

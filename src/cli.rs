@@ -40,6 +40,9 @@ pub enum Command {
     },
     /// Apply retention now: expire unverified requests, purge closed ones.
     Purge,
+    /// Consistent copy of a running SQLite store into FILE (a new file).
+    /// For PostgreSQL use pg_dump.
+    Backup { file: std::path::PathBuf },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -204,6 +207,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Some((seq, why)) => {
                     eprintln!("audit trail broken at event {seq}: {why}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Backup { file } => {
+            // Only the database: the copy needs no key, and a cron job
+            // need not hold one.
+            let url = config::database_url()?;
+            if !url.starts_with("sqlite:") {
+                eprintln!("{}", store::BackupError::Postgres);
+                return Ok(ExitCode::FAILURE);
+            }
+            let db = store::Db::connect(&url).await?;
+            let copied = db.backup_to(&file).await;
+            db.close().await;
+            match copied {
+                Ok(bytes) => {
+                    println!("backup written to {} ({bytes} bytes)", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("backup to {} failed: {e}", file.display());
                     Ok(ExitCode::FAILURE)
                 }
             }

@@ -52,6 +52,10 @@ pub struct Settings {
     /// `/metrics` on the public listener needs `Authorization: Bearer` with
     /// this token; without it (and without `metrics_bind`) it answers 404.
     pub metrics_token: Option<SecretString>,
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` name the
+    /// client (`PORTAL_TRUSTED_PROXIES`); from anyone else those headers
+    /// are ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Settings {
@@ -844,12 +848,17 @@ fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     crate::crypto::create_private(path)?.write_all(content.as_bytes())
 }
 
-pub fn load(mode: Mode, bind_override: Option<String>) -> Result<Settings, ConfigError> {
-    let database_url =
-        var("PORTAL_DATABASE_URL").unwrap_or_else(|| "sqlite://data/portal.db".to_string());
-    if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+/// `PORTAL_DATABASE_URL`, alone: `backup` needs nothing else.
+pub fn database_url() -> Result<String, ConfigError> {
+    let url = var("PORTAL_DATABASE_URL").unwrap_or_else(|| "sqlite://data/portal.db".to_string());
+    if !(url.starts_with("sqlite:") || url.starts_with("postgres")) {
         return err("PORTAL_DATABASE_URL must start with sqlite:// or postgres://");
     }
+    Ok(url)
+}
+
+pub fn load(mode: Mode, bind_override: Option<String>) -> Result<Settings, ConfigError> {
+    let database_url = database_url()?;
     let bind = bind_override
         .or_else(|| var("PORTAL_BIND"))
         .unwrap_or_else(|| "127.0.0.1:8080".to_string());
@@ -918,6 +927,11 @@ pub fn load(mode: Mode, bind_override: Option<String>) -> Result<Settings, Confi
         None => 60,
     };
 
+    let trusted_proxies = match var("PORTAL_TRUSTED_PROXIES") {
+        Some(v) => parse_trusted_proxies(&v)?,
+        None => Vec::new(),
+    };
+
     Ok(Settings {
         mode,
         database_url,
@@ -937,7 +951,25 @@ pub fn load(mode: Mode, bind_override: Option<String>) -> Result<Settings, Confi
         ),
         metrics_bind,
         metrics_token: metrics_token.map(|t| SecretString::from(t.trim().to_string())),
+        trusted_proxies,
     })
+}
+
+/// `127.0.0.1/32,10.0.0.0/8,::1`: CIDRs, or single addresses.
+pub fn parse_trusted_proxies(v: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError(format!(
+                        "PORTAL_TRUSTED_PROXIES: `{p}` is not an address or CIDR like 10.0.0.0/8"
+                    ))
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -955,6 +987,16 @@ mod tests {
         let pattern = "00010203040506070809".repeat(4);
         assert!(check_key_strength(&with_key(pattern)).is_err());
         assert!(check_key_strength(&with_key(generate_secret_hex())).is_ok());
+    }
+
+    #[test]
+    fn trusted_proxies_take_cidrs_and_addresses() {
+        let nets = parse_trusted_proxies(" 127.0.0.1/32, 10.0.0.0/8 ,::1").unwrap();
+        assert_eq!(nets.len(), 3);
+        assert!(nets[1].contains(&"10.2.3.4".parse::<std::net::IpAddr>().unwrap()));
+        assert!(nets[2].contains(&"::1".parse::<std::net::IpAddr>().unwrap()));
+        let e = parse_trusted_proxies("10.0.0.0/33").unwrap_err();
+        assert!(e.0.starts_with("PORTAL_TRUSTED_PROXIES"), "{e}");
     }
 
     #[test]

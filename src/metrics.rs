@@ -34,6 +34,10 @@ pub struct Metrics {
     pub mail_last_success: Gauge,
     /// Mails held for the operator (refused for good, or retried too long).
     pub mail_held: Gauge,
+    /// 1 when a write to the database commits (the `/readyz` check), else 0.
+    pub ready: Gauge,
+    /// Open cases past their legal deadline, counted by the sweeper.
+    pub cases_overdue: Gauge,
 }
 
 impl Default for Metrics {
@@ -55,6 +59,8 @@ impl Metrics {
         let mail_oldest_queued_age = Gauge::default();
         let mail_last_success = Gauge::default();
         let mail_held = Gauge::default();
+        let ready = Gauge::default();
+        let cases_overdue = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -105,6 +111,16 @@ impl Metrics {
             "Mails held for the operator after a permanent refusal",
             mail_held.clone(),
         );
+        registry.register(
+            "ready",
+            "1 when a write to the database commits, 0 when the instance is not ready",
+            ready.clone(),
+        );
+        registry.register(
+            "cases_overdue",
+            "Open cases past their legal deadline",
+            cases_overdue.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -117,6 +133,8 @@ impl Metrics {
             mail_oldest_queued_age,
             mail_last_success,
             mail_held,
+            ready,
+            cases_overdue,
         }
     }
 

@@ -42,7 +42,31 @@ pub struct Db {
     /// The SQLite database file and the URL that opens it, when there is
     /// one (not `:memory:`).
     sqlite_file: Option<(std::path::PathBuf, String)>,
+    /// When a customer last heard "unavailable" (unix seconds, 0: never).
+    /// A full SQLite file still commits the readiness probe's one-row
+    /// update in place, so the probe alone would keep saying ready while
+    /// every new request fails.
+    last_unavailable: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
+
+/// How long a connection may be waited for. Short, so that while the
+/// database is away a customer hears "try again later" within seconds
+/// instead of a request hanging; long enough for a busy pool.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQLite writer is one connection that every write queues for (the
+/// intake writer holds it up to 50 ms at a time, an export longer): a
+/// longer wait there is load, not an outage, which on SQLite shows as an
+/// error of the write itself.
+const SQLITE_WRITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The readiness probe's whole budget: a frozen database must turn
+/// `/readyz` to 503, not leave the probe hanging.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// After a customer was told "unavailable", `/readyz` stays 503 this long,
+/// so a load balancer sends them elsewhere; then the probe decides again.
+const NOT_READY_AFTER_FAILURE_SECS: i64 = 10;
 
 static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static MIGRATE_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -60,7 +84,7 @@ impl Db {
             let sqlite_file = sqlite_file.map(|f| (f, url.clone()));
             let write = AnyPoolOptions::new()
                 .max_connections(1)
-                .acquire_timeout(Duration::from_secs(30))
+                .acquire_timeout(SQLITE_WRITE_ACQUIRE_TIMEOUT)
                 // A ping before each batch is one more hop to SQLite's
                 // worker thread (~0.3 ms under load); a local file
                 // connection does not go stale the way a socket does.
@@ -70,6 +94,7 @@ impl Db {
                 .await?;
             let read = AnyPoolOptions::new()
                 .max_connections(8)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .after_connect(|c, _| Box::pin(sqlite_pragmas(c)))
                 .connect_with(opts)
                 .await?;
@@ -78,6 +103,7 @@ impl Db {
                 read,
                 write,
                 sqlite_file,
+                last_unavailable: Default::default(),
             })
         } else {
             // A host that is a path is a Unix socket: no Nagle there.
@@ -87,7 +113,7 @@ impl Db {
             };
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(30))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .after_connect(move |_, _| {
                     Box::pin(async move {
                         if let Some(port) = tcp_port {
@@ -103,6 +129,7 @@ impl Db {
                 read: pool.clone(),
                 write: pool,
                 sqlite_file: None,
+                last_unavailable: Default::default(),
             })
         }
     }
@@ -131,9 +158,155 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.read).await.is_ok()
     }
 
+    /// Whether this instance can take requests: a write commits (an open
+    /// connection alone says nothing about a full disk or a read-only
+    /// standby), and no customer was turned away as "unavailable" in the
+    /// last few seconds.
+    pub async fn ready(&self) -> bool {
+        let since = now()
+            - self
+                .last_unavailable
+                .load(std::sync::atomic::Ordering::Relaxed);
+        if since < NOT_READY_AFTER_FAILURE_SECS {
+            return false;
+        }
+        match tokio::time::timeout(READY_PROBE_TIMEOUT, self.probe_write()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness probe: write failed");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("readiness probe: no answer from the database");
+                false
+            }
+        }
+    }
+
+    async fn probe_write(&self) -> sqlx::Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO readiness (id, checked_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+        )
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// A customer was just told the database is unavailable.
+    pub fn note_unavailable(&self) {
+        self.last_unavailable
+            .store(now(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `VACUUM INTO`: a consistent copy of a live SQLite store, taken in
+    /// one read transaction while writers go on. The file is created
+    /// first, private and only if it does not exist (SQLite accepts an
+    /// empty target), and synced before this returns.
+    pub async fn backup_to(&self, dest: &std::path::Path) -> Result<u64, BackupError> {
+        if self.backend != Backend::Sqlite {
+            return Err(BackupError::Postgres);
+        }
+        crate::crypto::create_private(dest).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => BackupError::Exists,
+            _ => BackupError::Io(e),
+        })?;
+        let copied = async {
+            let target = dest
+                .to_str()
+                .ok_or_else(|| std::io::Error::other("the file name is not UTF-8"))?;
+            sqlx::query("VACUUM INTO $1")
+                .bind(target)
+                .execute(&self.read)
+                .await
+                .map_err(BackupError::Db)?;
+            let file = std::fs::File::open(dest)?;
+            file.sync_all()?;
+            Ok::<u64, BackupError>(file.metadata()?.len())
+        }
+        .await;
+        if copied.is_err() {
+            // Leave no half-written copy that looks like a backup.
+            let _ = std::fs::remove_file(dest);
+        }
+        copied
+    }
+
     pub async fn close(&self) {
         self.write.close().await;
         self.read.close().await;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(
+        "backup copies SQLite stores only; for PostgreSQL use pg_dump (see README, Operations)"
+    )]
+    Postgres,
+    #[error("the backup file already exists; give a new file name")]
+    Exists,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Db(sqlx::Error),
+}
+
+/// Whether an error means the database is away for now rather than that
+/// something is wrong: refused or broken connections, a pool that found
+/// none in time, a server shutting down or out of resources, SQLite's full
+/// disk, I/O error or lock. Walks the whole chain of causes.
+pub fn is_unavailable(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(e) = c.downcast_ref::<sqlx::Error>() {
+            return sqlx_unavailable(e);
+        }
+        if let Some(e) = c.downcast_ref::<std::io::Error>() {
+            if io_storage_full(e) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
+}
+
+fn io_storage_full(e: &std::io::Error) -> bool {
+    // ENOSPC and EDQUOT on Linux.
+    e.kind() == std::io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(28 | 122))
+}
+
+fn sqlx_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                let code = pg.code();
+                // 08: connection exception; 53: insufficient resources
+                // (disk full, too many connections); 57P: shutdown and
+                // terminated connections; 55000: "database is not
+                // currently accepting connections".
+                return code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57P")
+                    || code == "55000";
+            }
+            // SQLite's extended result code; the low byte is the primary one.
+            let primary = db
+                .code()
+                .and_then(|c| c.parse::<i64>().ok())
+                .map(|c| c & 0xff);
+            // BUSY, LOCKED, IOERR, FULL, CANTOPEN
+            matches!(primary, Some(5 | 6 | 10 | 13 | 14))
+        }
+        _ => false,
     }
 }
 

@@ -21,6 +21,17 @@ fn status_of(err: &WorkflowError) -> actix_web::http::StatusCode {
     actix_web::http::StatusCode::from_u16(err.code().1).expect("codes are valid HTTP statuses")
 }
 
+/// Marks a response that told someone the database is unavailable, so
+/// that `/readyz` hears of it (see `middleware::observe`).
+pub struct StorageUnavailable;
+
+fn mark(err: &WorkflowError, mut res: HttpResponse) -> HttpResponse {
+    if matches!(err, WorkflowError::Unavailable) {
+        res.extensions_mut().insert(StorageUnavailable);
+    }
+    res
+}
+
 fn log_internal(err: &WorkflowError) {
     if let WorkflowError::Internal(e) = err {
         // sqlx and anyhow messages name tables and constraints, not values.
@@ -53,7 +64,7 @@ pub fn problem(err: &WorkflowError, locale: Locale) -> HttpResponse {
     if let Some(s) = err.retry_after() {
         res.insert_header((header::RETRY_AFTER, s.max(1).to_string()));
     }
-    res.body(body.to_string())
+    mark(err, res.body(body.to_string()))
 }
 
 pub fn page(state: &AppState, err: &WorkflowError, locale: Locale) -> HttpResponse {
@@ -64,7 +75,10 @@ pub fn page(state: &AppState, err: &WorkflowError, locale: Locale) -> HttpRespon
         &crate::i18n::t(locale, &format!("problems.{}", err.code().0)),
     );
     ctx.insert("message", &err.message(locale));
-    render_error(state, status_of(err), &ctx, err.retry_after())
+    mark(
+        err,
+        render_error(state, status_of(err), &ctx, err.retry_after()),
+    )
 }
 
 pub fn render_error(

@@ -76,6 +76,15 @@ pub async fn observe(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_string());
     let status = res.status().as_u16();
+    if let Some(state) = &state {
+        if res
+            .response()
+            .extensions()
+            .contains::<super::errors::StorageUnavailable>()
+        {
+            state.db.note_unavailable();
+        }
+    }
     if let Some(state) = state {
         state
             .metrics

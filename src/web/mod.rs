@@ -4,6 +4,7 @@
 pub mod api;
 pub mod csrf;
 pub mod errors;
+pub mod forwarded;
 pub mod middleware;
 pub mod ops;
 pub mod portal;
@@ -23,10 +24,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(portal::routes);
 }
 
-/// Client address for per-client limits. The portal is expected behind a
-/// reverse proxy only if that proxy rewrites the peer address (see docs).
+/// The client's address: the one function everything keyed on the client
+/// uses (the per-client limit, the lost-mailbox counter). The TCP peer,
+/// unless that is a trusted proxy (`PORTAL_TRUSTED_PROXIES`); then the
+/// address the proxies name (see [`forwarded`]).
 pub fn client_ip(req: &actix_web::HttpRequest) -> std::net::IpAddr {
-    req.peer_addr()
+    let peer = req
+        .peer_addr()
         .map(|a| a.ip())
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    match req.app_data::<web::Data<crate::AppState>>() {
+        Some(state) if !state.settings.trusted_proxies.is_empty() => {
+            forwarded::client_addr(peer, &state.settings.trusted_proxies, req.headers())
+        }
+        _ => peer,
+    }
 }

@@ -20,13 +20,22 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
+/// 200 only when a write commits (see `Db::ready`); a load balancer takes
+/// the instance out while the database or its disk is away, and back in
+/// by itself once a write works again.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    if state.db.ping().await {
+    let ready = state.db.ready().await;
+    state.metrics.ready.set(i64::from(ready));
+    if ready {
         HttpResponse::Ok().content_type("text/plain").body("ready")
     } else {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
-            .body("database unreachable")
+            .insert_header((
+                header::RETRY_AFTER,
+                crate::workflow::UNAVAILABLE_RETRY_AFTER_SECS.to_string(),
+            ))
+            .body("database unavailable")
     }
 }
 
@@ -70,6 +79,8 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     if let Ok(n) = crate::store::outbox::backlog(&state.db).await {
         state.metrics.outbox_backlog.set(n);
     }
+    // Scraped whether or not anything polls /readyz, for the "not ready" alert.
+    state.metrics.ready.set(i64::from(state.db.ready().await));
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.render())

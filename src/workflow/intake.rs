@@ -279,15 +279,19 @@ fn spawn_writer(
                 // the connection back, so the pool tests it and replaces
                 // it if it is broken, rather than failing the next batches
                 // on it too.
-                let failed = outcome
-                    .iter()
-                    .all(|r| matches!(r, Err(WorkflowError::Internal(_))));
+                let failed = outcome.iter().all(|r| {
+                    matches!(
+                        r,
+                        Err(WorkflowError::Internal(_) | WorkflowError::Unavailable)
+                    )
+                });
                 match &flusher {
                     Some(f) => {
                         if let Err(tokio::sync::mpsc::error::SendError((batch, _))) =
                             f.send((batch, outcome))
                         {
-                            let failed = fail_all(batch.len(), &"flusher stopped");
+                            let failed =
+                                fail_all(batch.len(), anyhow::anyhow!("flusher stopped").as_ref());
                             reply(batch, failed);
                         }
                     }
@@ -325,12 +329,21 @@ fn reply(batch: Vec<IntakeJob>, outcome: Vec<WResult<()>>) {
     }
 }
 
-fn fail_all(n: usize, e: &dyn std::fmt::Display) -> Vec<WResult<()>> {
+/// One answer per job of a batch that failed as a whole. A database that
+/// is away (refused connections, a full disk) asks the customers to try
+/// again later instead of reporting a fault; logged once per batch.
+fn fail_all(n: usize, e: &(dyn std::error::Error + 'static)) -> Vec<WResult<()>> {
+    let unavailable = store::is_unavailable(e);
+    if unavailable {
+        tracing::warn!(error = %e, jobs = n, "intake write failed: database unavailable");
+    }
     (0..n)
         .map(|_| {
-            Err(WorkflowError::Internal(anyhow::anyhow!(
-                "intake write failed: {e}"
-            )))
+            Err(if unavailable {
+                WorkflowError::Unavailable
+            } else {
+                WorkflowError::Internal(anyhow::anyhow!("intake write failed: {e}"))
+            })
         })
         .collect()
 }
@@ -356,7 +369,7 @@ fn spawn_flusher(deferred: Deferred) -> tokio::sync::mpsc::UnboundedSender<Commi
                 match &flushed {
                     Ok(()) => reply(batch, outcome),
                     Err(e) => {
-                        let failed = fail_all(batch.len(), e);
+                        let failed = fail_all(batch.len(), e.as_ref());
                         reply(batch, failed)
                     }
                 }
@@ -377,7 +390,7 @@ async fn write_batch(conn: &mut store::Conn, batch: &[IntakeJob]) -> Vec<WResult
     };
     let results = match write_all(&mut tx, batch).await {
         Ok(r) => r,
-        Err(e) => return fail_all(batch.len(), &e),
+        Err(e) => return fail_all(batch.len(), e.as_ref()),
     };
     match tx.commit().await {
         Ok(()) => results,

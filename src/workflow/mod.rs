@@ -81,13 +81,41 @@ pub enum WorkflowError {
     /// A form without the session's CSRF token.
     #[error("form token missing or wrong")]
     Csrf,
+    /// The database refuses connections, or a write cannot commit (disk
+    /// full): nothing was stored, and trying again later will work.
+    #[error("storage unavailable")]
+    Unavailable,
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+/// How long a customer is asked to wait when the database is away.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 60;
+
+impl WorkflowError {
+    /// Sorts a failure of the database into "away for now" (a 503 with
+    /// Retry-After) and everything else (a 500 worth a look). Logged here,
+    /// as the cause is gone once it is an `Unavailable`; sqlx messages name
+    /// tables and constraints, never values.
+    pub fn from_storage(e: anyhow::Error) -> WorkflowError {
+        if crate::store::is_unavailable(e.as_ref()) {
+            tracing::warn!(error = %e, "database unavailable");
+            WorkflowError::Unavailable
+        } else {
+            WorkflowError::Internal(e)
+        }
+    }
+}
+
+impl From<anyhow::Error> for WorkflowError {
+    fn from(e: anyhow::Error) -> Self {
+        WorkflowError::from_storage(e)
+    }
 }
 
 impl From<sqlx::Error> for WorkflowError {
     fn from(e: sqlx::Error) -> Self {
-        WorkflowError::Internal(e.into())
+        WorkflowError::from_storage(e.into())
     }
 }
 
@@ -124,6 +152,7 @@ impl WorkflowError {
             WorkflowError::DownloadExpired => ("download_expired", 410),
             WorkflowError::ExportProcessing { .. } => ("export_processing", 409),
             WorkflowError::FallbackMismatch => ("details_mismatch", 422),
+            WorkflowError::Unavailable => ("unavailable", 503),
             WorkflowError::Internal(_) => ("internal", 500),
         }
     }
@@ -163,6 +192,7 @@ impl WorkflowError {
             WorkflowError::RateLimited { retry_after } => Some(*retry_after),
             WorkflowError::TooManyAttempts { retry_after } => Some(retry_after.unwrap_or(0)),
             WorkflowError::ExportProcessing { retry_after } => Some(*retry_after),
+            WorkflowError::Unavailable => Some(UNAVAILABLE_RETRY_AFTER_SECS),
             _ => None,
         }
     }
@@ -304,6 +334,7 @@ mod tests {
                 reasons: vec!["open_order".into()],
             },
             E::Csrf,
+            E::Unavailable,
             E::Internal(anyhow::anyhow!("x")),
         ];
         for locale in [Locale::Nl, Locale::Sv, Locale::En] {

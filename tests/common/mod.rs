@@ -208,6 +208,19 @@ pub async fn fresh_database(tmp: &tempfile::TempDir) -> String {
     }
 }
 
+/// The `privacy-portal` binary with no PORTAL_* setting inherited from
+/// the environment the tests run in.
+pub fn portal_bin() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_privacy-portal"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PORTAL_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("RUST_LOG", "warn");
+    c
+}
+
 pub fn free_listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").unwrap()
 }
@@ -252,6 +265,7 @@ pub fn test_settings(database_url: String, port: u16, smtp_port: u16) -> Setting
         )),
         metrics_bind: None,
         metrics_token: None,
+        trusted_proxies: Vec::new(),
     }
 }
 
