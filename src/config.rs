@@ -884,6 +884,15 @@ pub fn load(mode: Mode, bind_override: Option<String>) -> Result<Settings, Confi
         None => parse_company(DEMO_COMPANY_TOML, "built-in demo company")?,
     };
 
+    // Accepted and silently ignored before: a company that set them believed
+    // its own systems were being used. Until the HTTP connector exists, say so.
+    for name in ["PORTAL_CONNECTOR_URL", "PORTAL_CONNECTOR_SECRET"] {
+        if var(name).is_some() {
+            return err(format!(
+                "{name} is set, but this version has no HTTP connector yet: customer data comes from the built-in store (`accounts import`); unset {name}"
+            ));
+        }
+    }
     let smtp_url = var("PORTAL_SMTP_URL");
     if let Some(u) = &smtp_url {
         crate::mail::transport::validate_smtp_url(u)

@@ -422,6 +422,18 @@ fn serve_refuses_to_start_without_its_settings() {
             ],
             "PORTAL_BIND",
         ),
+        // Not silently ignored: the company's systems would not be used.
+        (
+            vec![
+                ("PORTAL_SMTP_URL", "smtp://127.0.0.1:2525".into()),
+                ("PORTAL_SECRET_KEY", key()),
+                (
+                    "PORTAL_CONNECTOR_URL",
+                    "https://shop.example/privacy/v1".into(),
+                ),
+            ],
+            "PORTAL_CONNECTOR_URL",
+        ),
     ];
     for (env, named) in cases {
         let out = bin()
