@@ -263,6 +263,16 @@ async fn sweeper(state: web::Data<AppState>, mut shutdown: watch::Receiver<bool>
             }
             Err(e) => tracing::warn!(error = %e, "counting overdue cases failed"),
         }
+        match crate::store::exports::job_stats(&state.db).await {
+            Ok((queued, retrying, oldest)) => {
+                let m = &state.metrics;
+                m.export_jobs_queued.set(queued);
+                m.export_jobs_retrying.set(retrying);
+                m.export_jobs_oldest_age
+                    .set(oldest.map_or(0, |t| (crate::store::now() - t).max(0)));
+            }
+            Err(e) => tracing::warn!(error = %e, "counting export jobs failed"),
+        }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             _ = shutdown.changed() => return,

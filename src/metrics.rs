@@ -38,6 +38,11 @@ pub struct Metrics {
     pub ready: Gauge,
     /// Open cases past their legal deadline, counted by the sweeper.
     pub cases_overdue: Gauge,
+    /// Export jobs waiting or being built, those that failed at least once,
+    /// and the age of the oldest.
+    pub export_jobs_queued: Gauge,
+    pub export_jobs_retrying: Gauge,
+    pub export_jobs_oldest_age: Gauge,
 }
 
 impl Default for Metrics {
@@ -61,6 +66,9 @@ impl Metrics {
         let mail_held = Gauge::default();
         let ready = Gauge::default();
         let cases_overdue = Gauge::default();
+        let export_jobs_queued = Gauge::default();
+        let export_jobs_retrying = Gauge::default();
+        let export_jobs_oldest_age = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -121,6 +129,21 @@ impl Metrics {
             "Open cases past their legal deadline",
             cases_overdue.clone(),
         );
+        registry.register(
+            "export_jobs_queued",
+            "Export jobs waiting or being built",
+            export_jobs_queued.clone(),
+        );
+        registry.register(
+            "export_jobs_retrying",
+            "Export jobs that failed at least once and wait for their next try",
+            export_jobs_retrying.clone(),
+        );
+        registry.register(
+            "export_jobs_oldest_age_seconds",
+            "Age of the oldest export job",
+            export_jobs_oldest_age.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -135,6 +158,9 @@ impl Metrics {
             mail_held,
             ready,
             cases_overdue,
+            export_jobs_queued,
+            export_jobs_retrying,
+            export_jobs_oldest_age,
         }
     }
 

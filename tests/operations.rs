@@ -94,6 +94,13 @@ async fn probes_metrics_and_openapi() {
         "routes by pattern"
     );
     assert!(metrics.contains("portal_outbox_backlog"));
+    for gauge in [
+        "portal_export_jobs_queued",
+        "portal_export_jobs_retrying",
+        "portal_export_jobs_oldest_age_seconds",
+    ] {
+        assert!(metrics.contains(gauge), "{gauge}");
+    }
     assert!(!metrics.contains("bram@"), "no personal data in metrics");
 
     let doc: Value = app

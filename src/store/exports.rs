@@ -296,3 +296,13 @@ pub async fn mark_deleted(conn: &mut Conn, request_id: &str, now: i64) -> sqlx::
     .await?;
     Ok(res.rows_affected() == 1)
 }
+
+/// (jobs, of which failed at least once, oldest job's created_at) for the metrics.
+pub async fn job_stats(db: &Db) -> sqlx::Result<(i64, i64, Option<i64>)> {
+    sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), 0), \
+         MIN(created_at) FROM export_jobs",
+    )
+    .fetch_one(db.read())
+    .await
+}
