@@ -7,6 +7,7 @@ use chrono::Utc;
 use tera::Context;
 
 use super::{
+    delete::Knowledge,
     event,
     verification::{self, Attempt},
     WResult, WorkflowError,
@@ -436,10 +437,6 @@ pub async fn start_lost_mailbox(
     Ok(started.id)
 }
 
-pub fn is_lost_mailbox(req: &RequestRow) -> bool {
-    req.data().get("lost_mailbox").and_then(|v| v.as_bool()) == Some(true)
-}
-
 /// Staff change the login address of a lost-mailbox case through the
 /// connector. The new address is proven by its code; the old account only by
 /// what the form recorded, so a knowledge check that did not match needs an
@@ -587,52 +584,22 @@ pub async fn choose(
     if knowledge_proof(&req).is_some() {
         return Ok(req);
     }
-    if claim.postcode.trim().is_empty() {
-        return Err(WorkflowError::Invalid {
-            field: "postcode",
-            key: "errors.postcode_required",
-        });
-    }
-    if claim.house_number.trim().is_empty() {
-        return Err(WorkflowError::Invalid {
-            field: "house_number",
-            key: "errors.house_number_required",
-        });
-    }
+    super::delete::require_claim(claim)?;
     let target = account_to_delete(&req, choice)
         .ok_or_else(|| WorkflowError::Internal(anyhow::anyhow!("collision without accounts")))?;
-    let attempts = super::delete::KNOWLEDGE_ATTEMPTS;
-    let Some(tries) =
-        requests::reserve_knowledge_try(&state.db, id, Status::Escalated, attempts).await?
-    else {
-        return Err(WorkflowError::DetailsLocked);
-    };
-    let now = store::now();
-    if !state.connector.check_knowledge(&target, claim).await? {
-        let left = attempts - tries;
-        let mut tx = state.db.begin().await?;
-        audit::record(
-            &mut tx,
-            now,
-            event(
-                id,
-                "customer",
-                "details_mismatch",
-                None,
-                None,
-                serde_json::json!({"option": choice.as_str(), "attempts_left": left}),
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        return Err(if left <= 0 {
-            WorkflowError::DetailsLocked
-        } else {
-            WorkflowError::DetailsMismatch {
-                attempts_left: left,
+    let detail = serde_json::json!({"option": choice.as_str()});
+    let tries =
+        match super::delete::knowledge_try(state, id, Status::Escalated, &target, claim, detail)
+            .await?
+        {
+            None => return Err(WorkflowError::DetailsLocked),
+            Some(Knowledge::Mismatch { left, tx }) => {
+                tx.commit().await?;
+                return Err(super::delete::mismatch_error(left));
             }
-        });
-    }
+            Some(Knowledge::Matched { tries }) => tries,
+        };
+    let now = store::now();
     let blockers = state
         .connector
         .deletion_blockers(&target, Utc::now())
@@ -790,7 +757,7 @@ pub async fn staff_execute(
             status: req.status().as_str(),
         });
     }
-    if is_lost_mailbox(&req) && !req.reasons().iter().any(|r| r == "email_in_use") {
+    if super::is_lost_mailbox(&req) && !req.reasons().iter().any(|r| r == "email_in_use") {
         return staff_change_lost_mailbox(state, &req, actor, override_reason).await;
     }
     let choice = recorded_choice(&req).ok_or(WorkflowError::Invalid {

@@ -39,11 +39,7 @@ pub async fn find(state: &AppState, term: &str) -> WResult<Option<Card>> {
             requests,
         }));
     }
-    let reference: String = term
-        .trim_start_matches(['R', 'r'])
-        .trim_start_matches('-')
-        .to_lowercase();
-    if reference.len() == 8 && reference.chars().all(|c| c.is_ascii_hexdigit()) {
+    if let Some(reference) = super::reference_key(term) {
         let ids = cases::by_reference(&state.db, &reference).await?;
         if let [id] = ids.as_slice() {
             if let Some(req) = requests::get(&state.db, id).await? {

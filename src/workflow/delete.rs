@@ -65,18 +65,11 @@ pub async fn submit(state: &AppState, id: &str, input: &DeleteInput<'_>) -> WRes
     if acc.is_none() && input.other_systems_only {
         return without_account(state, &req).await;
     }
-    if input.postcode.trim().is_empty() {
-        return Err(WorkflowError::Invalid {
-            field: "postcode",
-            key: "errors.postcode_required",
-        });
-    }
-    if input.house_number.trim().is_empty() {
-        return Err(WorkflowError::Invalid {
-            field: "house_number",
-            key: "errors.house_number_required",
-        });
-    }
+    let claim = KnowledgeClaim {
+        postcode: input.postcode,
+        house_number: input.house_number,
+    };
+    require_claim(&claim)?;
     if !input.confirm {
         return Err(WorkflowError::Invalid {
             field: "confirm",
@@ -86,69 +79,53 @@ pub async fn submit(state: &AppState, id: &str, input: &DeleteInput<'_>) -> WRes
     let acc = acc.ok_or(WorkflowError::NoAccount)?;
 
     let now = store::now();
-    let tries =
-        requests::reserve_knowledge_try(&state.db, id, Status::Verified, KNOWLEDGE_ATTEMPTS)
-            .await?;
-    let Some(tries) = tries else {
-        let current = super::verification::get(state, id).await?;
-        return if current.status() == Status::Verified {
-            Err(WorkflowError::DetailsLocked)
-        } else {
-            Ok(current)
-        };
-    };
-    let claim = KnowledgeClaim {
-        postcode: input.postcode,
-        house_number: input.house_number,
-    };
-    if !state.connector.check_knowledge(&acc, &claim).await? {
-        let left = KNOWLEDGE_ATTEMPTS - tries;
-        let mut tx = state.db.begin().await?;
-        audit::record(
-            &mut tx,
-            now,
-            event(
-                id,
-                "customer",
-                "details_mismatch",
-                None,
-                None,
-                serde_json::json!({"attempts_left": left}),
-            ),
-        )
-        .await?;
-        if left <= 0 {
-            requests::set_status(&mut tx, id, Status::Verified, Status::Cancelled, now).await?;
-            requests::set_data(
-                &mut tx,
-                id,
-                &req.data(),
-                &[],
-                Some("details_mismatch_limit"),
-            )
-            .await?;
-            audit::record(
-                &mut tx,
-                now,
-                event(
-                    id,
-                    "system",
-                    "closed_after_mismatches",
-                    Some(Status::Verified),
-                    Some(Status::Cancelled),
-                    serde_json::json!({}),
-                ),
-            )
-            .await?;
+    match knowledge_try(
+        state,
+        id,
+        Status::Verified,
+        &acc,
+        &claim,
+        serde_json::json!({}),
+    )
+    .await?
+    {
+        None => {
+            let current = super::verification::get(state, id).await?;
+            return if current.status() == Status::Verified {
+                Err(WorkflowError::DetailsLocked)
+            } else {
+                Ok(current)
+            };
         }
-        tx.commit().await?;
-        return Err(if left <= 0 {
-            WorkflowError::DetailsLocked
-        } else {
-            WorkflowError::DetailsMismatch {
-                attempts_left: left,
+        Some(Knowledge::Mismatch { left, mut tx }) => {
+            if left <= 0 {
+                requests::set_status(&mut tx, id, Status::Verified, Status::Cancelled, now).await?;
+                requests::set_data(
+                    &mut tx,
+                    id,
+                    &req.data(),
+                    &[],
+                    Some("details_mismatch_limit"),
+                )
+                .await?;
+                audit::record(
+                    &mut tx,
+                    now,
+                    event(
+                        id,
+                        "system",
+                        "closed_after_mismatches",
+                        Some(Status::Verified),
+                        Some(Status::Cancelled),
+                        serde_json::json!({}),
+                    ),
+                )
+                .await?;
             }
-        });
+            tx.commit().await?;
+            return Err(mismatch_error(left));
+        }
+        Some(Knowledge::Matched { .. }) => {}
     }
 
     let blockers = state.connector.deletion_blockers(&acc, Utc::now()).await?;
@@ -218,6 +195,79 @@ async fn without_account(state: &AppState, req: &RequestRow) -> WResult<RequestR
     tx.commit().await?;
     state.mail_notify.notify_one();
     super::verification::get(state, id).await
+}
+
+/// The customer's statement of postcode and house number, required before
+/// any account is erased (a deletion, or the account an email-collision
+/// choice deletes).
+pub(super) fn require_claim(claim: &KnowledgeClaim<'_>) -> WResult<()> {
+    if claim.postcode.trim().is_empty() {
+        return Err(WorkflowError::Invalid {
+            field: "postcode",
+            key: "errors.postcode_required",
+        });
+    }
+    if claim.house_number.trim().is_empty() {
+        return Err(WorkflowError::Invalid {
+            field: "house_number",
+            key: "errors.house_number_required",
+        });
+    }
+    Ok(())
+}
+
+pub(super) enum Knowledge {
+    Matched {
+        tries: i64,
+    },
+    /// Recorded (audit event) in `tx`, which the caller commits, adding what
+    /// else a mismatch means for its flow.
+    Mismatch {
+        left: i64,
+        tx: store::Tx,
+    },
+}
+
+/// One of the `KNOWLEDGE_ATTEMPTS` tries at an account's postcode and house
+/// number, reserved before the check so parallel tries stay within the
+/// limit. `None` when no try is left (or the request left `status`).
+pub(super) async fn knowledge_try(
+    state: &AppState,
+    id: &str,
+    status: Status,
+    acc: &AccountRef,
+    claim: &KnowledgeClaim<'_>,
+    detail: serde_json::Value,
+) -> WResult<Option<Knowledge>> {
+    let Some(tries) =
+        requests::reserve_knowledge_try(&state.db, id, status, KNOWLEDGE_ATTEMPTS).await?
+    else {
+        return Ok(None);
+    };
+    if state.connector.check_knowledge(acc, claim).await? {
+        return Ok(Some(Knowledge::Matched { tries }));
+    }
+    let left = KNOWLEDGE_ATTEMPTS - tries;
+    let mut detail = detail;
+    detail["attempts_left"] = serde_json::json!(left);
+    let mut tx = state.db.begin().await?;
+    audit::record(
+        &mut tx,
+        store::now(),
+        event(id, "customer", "details_mismatch", None, None, detail),
+    )
+    .await?;
+    Ok(Some(Knowledge::Mismatch { left, tx }))
+}
+
+pub(super) fn mismatch_error(left: i64) -> WorkflowError {
+    if left <= 0 {
+        WorkflowError::DetailsLocked
+    } else {
+        WorkflowError::DetailsMismatch {
+            attempts_left: left,
+        }
+    }
 }
 
 fn blocker_sentences(locale: Locale, blockers: &[Blocker]) -> Vec<String> {

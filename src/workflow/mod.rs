@@ -285,6 +285,24 @@ pub fn reference(id: &str) -> String {
     format!("R-{}", hex[hex.len().saturating_sub(8)..].to_uppercase())
 }
 
+/// The id suffix a reference stands for: "R-1A2B3C4D", "r1a2b3c4d" or
+/// "1a2b3c4d" → "1a2b3c4d" (what `store::cases::by_reference` compares).
+pub fn reference_key(term: &str) -> Option<String> {
+    let key = term
+        .trim()
+        .trim_start_matches(['R', 'r'])
+        .trim_start_matches('-')
+        .to_lowercase();
+    (key.len() == 8 && key.chars().all(|c| c.is_ascii_hexdigit())).then_some(key)
+}
+
+/// A change of address from the lost-mailbox form that the authenticator did
+/// not prove: started at the new address, carried out by staff.
+pub(crate) fn is_lost_mailbox(req: &crate::store::requests::RequestRow) -> bool {
+    req.kind() == crate::domain::RequestKind::ChangeEmail
+        && req.data().get("lost_mailbox").and_then(|v| v.as_bool()) == Some(true)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -296,6 +314,15 @@ mod tests {
         let id = "0193a1b2-c3d4-7e5f-8a6b-1c2d3e4f5a6b";
         assert_eq!(super::reference(id), "R-3E4F5A6B");
         assert_eq!(&id[28..], "3e4f5a6b", "what by_reference compares");
+        assert_eq!(
+            super::reference_key(" R-3E4F5A6B ").as_deref(),
+            Some("3e4f5a6b")
+        );
+        assert_eq!(
+            super::reference_key("3e4f5a6b").as_deref(),
+            Some("3e4f5a6b")
+        );
+        assert_eq!(super::reference_key("R-3E4F5A6"), None);
     }
 
     /// Every error a customer or an API client can meet reads as text in

@@ -175,19 +175,13 @@ pub async fn check_code(state: &AppState, id: &str, raw_code: &str) -> WResult<V
         },
     )
     .await?;
-    if is_lost_mailbox_case(&req) {
+    // A lost-mailbox case: the new address is now proven; support takes it from here.
+    if super::is_lost_mailbox(&req) {
         to_support(&mut tx, &req, now).await?;
     }
     tx.commit().await?;
     state.metrics.verification("ok");
     Ok(Verified { token })
-}
-
-/// A change of address from the lost-mailbox form that the authenticator did
-/// not prove: the new address is now proven, and support takes it from here.
-fn is_lost_mailbox_case(req: &RequestRow) -> bool {
-    req.kind() == crate::domain::RequestKind::ChangeEmail
-        && req.data().get("lost_mailbox").and_then(|v| v.as_bool()) == Some(true)
 }
 
 async fn to_support(tx: &mut store::Conn, req: &RequestRow, now: i64) -> WResult<()> {

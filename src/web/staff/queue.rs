@@ -158,16 +158,11 @@ pub(super) async fn queue(
                 }
             }
         } else {
-            let prefix: String = term
-                .trim_start_matches(['R', 'r'])
-                .trim_start_matches('-')
-                .to_lowercase();
-            let found = if prefix.len() == 8 && prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-                cases::by_reference(&state.db, &prefix)
+            let found = match workflow::reference_key(term) {
+                Some(key) => cases::by_reference(&state.db, &key)
                     .await
-                    .map_err(|e| f(e.into()))?
-            } else {
-                vec![]
+                    .map_err(|e| f(e.into()))?,
+                None => vec![],
             };
             if found.len() == 1 {
                 return Ok(see_other(format!("/staff/cases/{}", found[0])));
