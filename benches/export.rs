@@ -30,6 +30,8 @@ fn settings(db: &str, dir: &std::path::Path) -> config::Settings {
         mail_retry_base: std::time::Duration::from_secs(5),
         mail_retry_max: std::time::Duration::from_secs(60),
         worker_interval: std::time::Duration::from_secs(60),
+        connector_retry_base: std::time::Duration::from_millis(300),
+        connector_retry_max: std::time::Duration::from_secs(2),
         mail_timing: Default::default(),
         export_dir: dir.join("exports"),
         metrics_bind: None,

@@ -11,7 +11,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::{
     config::{Mode, Settings},
-    connector::{builtin::BuiltinStore, Connector},
+    connector::{Connector, Systems},
     crypto::Keys,
     mail::{transport::Transport, worker::Worker},
     metrics::Metrics,
@@ -25,7 +25,9 @@ pub struct AppState {
     pub db: Db,
     pub keys: Arc<Keys>,
     pub tera: tera::Tera,
+    /// The primary system (`systems.primary`), the one most flows use.
     pub connector: Arc<dyn Connector>,
+    pub systems: Arc<Systems>,
     pub metrics: Arc<Metrics>,
     pub mail_notify: Arc<Notify>,
     /// Wakes the export worker when a job is stored.
@@ -46,16 +48,19 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let db = Db::connect(&settings.database_url).await?;
     db.migrate().await?;
     let keys = Arc::new(Keys::derive(&settings.master_key()));
+    let systems = Arc::new(Systems::build(
+        &settings.company.connectors,
+        &db,
+        settings.company.country.timezone(),
+    )?);
     let client_limiter = NonZeroU32::new(settings.client_rate_limit_per_minute)
         .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
     Ok(AppState {
         intake: crate::workflow::intake::spawn_writers(db.clone()),
         queue_counts: Default::default(),
         pages: Default::default(),
-        connector: Arc::new(BuiltinStore::new(
-            db.clone(),
-            settings.company.country.timezone(),
-        )),
+        connector: systems.primary.clone(),
+        systems,
         tera: crate::i18n::templates()?,
         db,
         keys,
@@ -149,6 +154,7 @@ impl Server {
         };
         let mut tasks = vec![tokio::spawn(worker.run(rx.clone()))];
         tasks.push(tokio::spawn(sweeper(state.clone(), rx.clone())));
+        tasks.push(tokio::spawn(step_runner(state.clone(), rx.clone())));
         tasks.push(tokio::spawn(crate::workflow::export::run_worker(
             state.clone().into_inner(),
             rx.clone(),
@@ -222,6 +228,22 @@ impl Server {
         }
         let _ = self.server.await;
         self.state.db.close().await;
+    }
+}
+
+/// Runs the company systems' due steps (erasures, email changes,
+/// objections) that could not finish while the customer waited.
+async fn step_runner(state: web::Data<AppState>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match crate::workflow::steps::run_due(&state).await {
+            Ok(n) if n > 0 => tracing::debug!(steps = n, "connector steps ran"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "connector steps failed to run"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(state.settings.worker_interval) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

@@ -41,6 +41,10 @@ pub struct Settings {
     /// a code's 15-minute life.
     pub mail_retry_max: Duration,
     pub worker_interval: Duration,
+    /// First wait after a company system failed a step; doubles up to
+    /// `connector_retry_max`.
+    pub connector_retry_base: Duration,
+    pub connector_retry_max: Duration,
     /// Send timeout, leases and the retry schedule of other mail.
     pub mail_timing: crate::mail::Timing,
     /// Archives built on disk before migration 0012 (read and deleted
@@ -75,6 +79,9 @@ impl Settings {
 #[serde(deny_unknown_fields)]
 pub struct CompanyFile {
     pub company: Company,
+    /// The company's systems (CONTRACT.md, "Connectors").
+    #[serde(default)]
+    pub connectors: Vec<crate::connector::config::SystemConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +120,10 @@ pub struct Company {
     /// Texts staff may send in the customer's language.
     #[serde(default)]
     pub reply_templates: Vec<ReplyTemplate>,
+    /// `[[connectors]]`, a top-level table of the file, kept here so one
+    /// value carries the whole company file.
+    #[serde(skip)]
+    pub connectors: Vec<crate::connector::config::SystemConfig>,
 }
 
 impl Company {
@@ -588,7 +599,8 @@ pub fn parse_company(text: &str, origin: &str) -> Result<Company, ConfigError> {
             .unwrap_or_default();
         ConfigError(format!("{origin}: {msg}{key}"))
     })?;
-    let c = file.company;
+    let mut c = file.company;
+    c.connectors = file.connectors;
     if c.name.trim().is_empty() {
         return err(format!("{origin}: company.name is empty"));
     }
@@ -607,7 +619,17 @@ pub fn parse_company(text: &str, origin: &str) -> Result<Company, ConfigError> {
             "{origin}: company.retention_months must be at least 1"
         ));
     }
-    let problems = validate(&c);
+    let mut problems = validate(&c);
+    let recipients: Vec<String> = c
+        .privacy_notice
+        .recipients
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    problems.extend(crate::connector::config::validate(
+        &c.connectors,
+        &recipients,
+    ));
     if !problems.is_empty() {
         return err(format!("{origin}: {}", problems.join("; ")));
     }
@@ -884,15 +906,8 @@ pub fn load(mode: Mode, bind_override: Option<String>) -> Result<Settings, Confi
         None => parse_company(DEMO_COMPANY_TOML, "built-in demo company")?,
     };
 
-    // Accepted and silently ignored before: a company that set them believed
-    // its own systems were being used. Until the HTTP connector exists, say so.
-    for name in ["PORTAL_CONNECTOR_URL", "PORTAL_CONNECTOR_SECRET"] {
-        if var(name).is_some() {
-            return err(format!(
-                "{name} is set, but this version has no HTTP connector yet: customer data comes from the built-in store (`accounts import`); unset {name}"
-            ));
-        }
-    }
+    let mut company = company;
+    connector_shorthand(&mut company)?;
     let smtp_url = var("PORTAL_SMTP_URL");
     if let Some(u) = &smtp_url {
         crate::mail::transport::validate_smtp_url(u)
@@ -954,6 +969,8 @@ pub fn load(mode: Mode, bind_override: Option<String>) -> Result<Settings, Confi
         mail_retry_base: Duration::from_secs(5),
         mail_retry_max: Duration::from_secs(60),
         worker_interval: Duration::from_secs(2),
+        connector_retry_base: Duration::from_secs(5),
+        connector_retry_max: Duration::from_secs(15 * 60),
         mail_timing: crate::mail::Timing::default(),
         export_dir: PathBuf::from(
             var("PORTAL_EXPORT_DIR").unwrap_or_else(|| "data/exports".to_string()),
@@ -965,6 +982,54 @@ pub fn load(mode: Mode, bind_override: Option<String>) -> Result<Settings, Confi
 }
 
 /// `127.0.0.1/32,10.0.0.0/8,::1`: CIDRs, or single addresses.
+/// `PORTAL_CONNECTOR_URL` + `PORTAL_CONNECTOR_SECRET`: one primary `http`
+/// system without writing `[[connectors]]` (CONTRACT.md, Environment).
+fn connector_shorthand(company: &mut Company) -> Result<(), ConfigError> {
+    use crate::connector::config::{Kind, SystemConfig};
+    let Some(url) = var("PORTAL_CONNECTOR_URL") else {
+        if var("PORTAL_CONNECTOR_SECRET").is_some() {
+            return err("PORTAL_CONNECTOR_SECRET is set without PORTAL_CONNECTOR_URL");
+        }
+        return Ok(());
+    };
+    if company.connectors.iter().any(|c| c.primary) {
+        return err(
+            "PORTAL_CONNECTOR_URL is set, but the company file already names a primary system in [[connectors]]; use one or the other",
+        );
+    }
+    let name = |l| crate::i18n::t(l, "connector.company_api");
+    let system = SystemConfig {
+        id: "company".into(),
+        name: Texts {
+            nl: name(crate::domain::Locale::Nl),
+            sv: name(crate::domain::Locale::Sv),
+            en: name(crate::domain::Locale::En),
+        },
+        kind: Kind::Http,
+        primary: true,
+        url: Some(url),
+        secret_env: Some("PORTAL_CONNECTOR_SECRET".into()),
+        timeout_seconds: None,
+        consent_keys: Vec::new(),
+        to: None,
+        language: None,
+        recipient: None,
+        rest: Default::default(),
+    };
+    let recipients: Vec<String> = Vec::new();
+    let problems = crate::connector::config::validate(std::slice::from_ref(&system), &recipients);
+    if !problems.is_empty() {
+        return err(format!(
+            "PORTAL_CONNECTOR_URL/PORTAL_CONNECTOR_SECRET: {}",
+            problems
+                .join("; ")
+                .replace("connectors[0]", "the connector")
+        ));
+    }
+    company.connectors.insert(0, system);
+    Ok(())
+}
+
 pub fn parse_trusted_proxies(v: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
     v.split(',')
         .map(str::trim)

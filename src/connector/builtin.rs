@@ -1,7 +1,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{AccountRef, Connector, EmailChange, ErasureReceipt, KnowledgeClaim, Retained};
+use super::{
+    AccountRef, Connector, EmailChange, EraseOutcome, ErasureReceipt, KnowledgeClaim, RecordPage,
+    Retained,
+};
 use crate::{
     domain::{blockers, Email},
     store::{self, customers, Db},
@@ -46,23 +49,68 @@ impl Connector for BuiltinStore {
         Ok(blockers::deletion_blockers(&facts, now, self.tz))
     }
 
-    async fn erase(&self, acc: &AccountRef) -> anyhow::Result<ErasureReceipt> {
+    async fn erase(&self, acc: &AccountRef, _request_id: &str) -> anyhow::Result<EraseOutcome> {
+        Ok(EraseOutcome::Done(self.erase_now(acc).await?))
+    }
+
+    async fn change_email(
+        &self,
+        acc: &AccountRef,
+        new: &Email,
+        _request_id: &str,
+    ) -> anyhow::Result<EmailChange> {
+        self.change_email_now(acc, new).await
+    }
+
+    fn as_builtin(&self) -> Option<&BuiltinStore> {
+        Some(self)
+    }
+
+    async fn export_records(
+        &self,
+        acc: &AccountRef,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<RecordPage> {
+        self.records_page(acc, cursor).await
+    }
+    async fn consents(
+        &self,
+        acc: &AccountRef,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, bool>> {
+        Ok(customers::consents(&self.db, &acc.id).await?)
+    }
+
+    async fn apply_objections(
+        &self,
+        acc: &AccountRef,
+        keys: &[String],
+        _request_id: &str,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.db.begin().await?;
+        customers::withdraw_consents(&mut tx, &acc.id, keys, store::now()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl BuiltinStore {
+    async fn erase_now(&self, acc: &AccountRef) -> anyhow::Result<ErasureReceipt> {
         let mut tx = self.db.begin().await?;
         let counts = customers::erase(&mut tx, &acc.id, store::now()).await?;
         tx.commit().await?;
         let mut retained = vec![];
         if counts.orders_retained > 0 {
             retained.push(Retained {
-                category: "orders",
+                category: "orders".into(),
                 count: counts.orders_retained,
-                reason: customers::RETENTION_REASON,
+                reason: customers::RETENTION_REASON.into(),
             });
         }
         if counts.payments_retained > 0 {
             retained.push(Retained {
-                category: "payments",
+                category: "payments".into(),
                 count: counts.payments_retained,
-                reason: customers::RETENTION_REASON,
+                reason: customers::RETENTION_REASON.into(),
             });
         }
         // Only what the account actually held: a customer without bank
@@ -77,12 +125,13 @@ impl Connector for BuiltinStore {
             ("ip_log", counts.ip_log_deleted > 0),
         ]
         .into_iter()
-        .filter_map(|(category, held)| held.then_some(category))
+        .filter(|(_, held)| *held)
+        .map(|(category, _)| category.to_string())
         .collect();
         Ok(ErasureReceipt { deleted, retained })
     }
 
-    async fn change_email(&self, acc: &AccountRef, new: &Email) -> anyhow::Result<EmailChange> {
+    async fn change_email_now(&self, acc: &AccountRef, new: &Email) -> anyhow::Result<EmailChange> {
         let mut tx = self.db.begin().await?;
         let outcome = customers::change_email(&mut tx, &acc.id, new, store::now()).await?;
         tx.commit().await?;
@@ -92,28 +141,14 @@ impl Connector for BuiltinStore {
         })
     }
 
-    async fn consents(
-        &self,
-        acc: &AccountRef,
-    ) -> anyhow::Result<std::collections::BTreeMap<String, bool>> {
-        Ok(customers::consents(&self.db, &acc.id).await?)
-    }
-
-    async fn apply_objections(&self, acc: &AccountRef, keys: &[String]) -> anyhow::Result<()> {
-        let mut tx = self.db.begin().await?;
-        customers::withdraw_consents(&mut tx, &acc.id, keys, store::now()).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn export_profile(
+    pub async fn export_profile(
         &self,
         acc: &AccountRef,
     ) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
         customers::export_profile(&self.db, &acc.id).await
     }
 
-    async fn export_page(
+    pub async fn export_page(
         &self,
         acc: &AccountRef,
         category: &str,
@@ -121,5 +156,50 @@ impl Connector for BuiltinStore {
         limit: i64,
     ) -> anyhow::Result<Vec<serde_json::Value>> {
         customers::export_page(&self.db, &acc.id, category, offset, limit).await
+    }
+
+    /// The generic, cursor-paged export (`profile`, then each category of
+    /// `crate::export::CATEGORIES`); the archive uses the faster per-category
+    /// pages, this serves `connectors preview` and the protocol's shape.
+    /// Cursor: `{category index}:{offset}`.
+    async fn records_page(
+        &self,
+        acc: &AccountRef,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<RecordPage> {
+        const PAGE: i64 = 1000;
+        let (mut cat, mut offset) = match cursor {
+            None => {
+                let profile = self.export_profile(acc).await?;
+                return Ok(RecordPage {
+                    records: vec![("profile".into(), serde_json::Value::Object(profile))],
+                    next: Some("0:0".into()),
+                });
+            }
+            Some(c) => {
+                let (a, b) = c
+                    .split_once(':')
+                    .ok_or_else(|| anyhow::anyhow!("bad cursor"))?;
+                (a.parse::<usize>()?, b.parse::<i64>()?)
+            }
+        };
+        while let Some((name, _)) = crate::export::CATEGORIES.get(cat) {
+            let rows = self.export_page(acc, name, offset, PAGE).await?;
+            if rows.is_empty() {
+                cat += 1;
+                offset = 0;
+                continue;
+            }
+            let next = if (rows.len() as i64) < PAGE {
+                format!("{}:0", cat + 1)
+            } else {
+                format!("{cat}:{}", offset + PAGE)
+            };
+            return Ok(RecordPage {
+                records: rows.into_iter().map(|r| (name.to_string(), r)).collect(),
+                next: Some(next),
+            });
+        }
+        Ok(RecordPage::default())
     }
 }

@@ -1,7 +1,13 @@
-//! The company's customer data, behind a trait: the built-in store now, the
-//! company's HTTP API later. Workflows only ever talk to this trait.
+//! The company's customer data, behind a trait: the built-in store or the
+//! company's own systems (`[[connectors]]`). Workflows only ever talk to
+//! this trait and to [`Systems`].
 
 pub mod builtin;
+pub mod config;
+pub mod http;
+pub mod systems;
+
+pub use systems::{Secondary, SecondaryKind, Systems};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,18 +29,35 @@ pub struct KnowledgeClaim<'a> {
 }
 
 /// What an erasure removed and what the law made us keep (Art. 17(3)(b)).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Default, serde::Deserialize)]
 pub struct ErasureReceipt {
-    /// Categories removed, as locale keys under `delete.category.*`.
-    pub deleted: Vec<&'static str>,
+    /// Categories removed: a locale key under `delete.category.*` when the
+    /// portal knows the category, the system's own name otherwise.
+    pub deleted: Vec<String>,
     pub retained: Vec<Retained>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Retained {
-    pub category: &'static str,
+    pub category: String,
     pub count: i64,
-    pub reason: &'static str,
+    /// A code (`bookkeeping_7_years`) the portal translates, or the
+    /// system's own words.
+    pub reason: String,
+}
+
+/// An erasure either finished or runs on at the company (202 `pending`).
+#[derive(Debug, Clone)]
+pub enum EraseOutcome {
+    Done(ErasureReceipt),
+    Pending,
+}
+
+/// One page of an export: `(category, data)` in the system's order.
+#[derive(Debug, Default)]
+pub struct RecordPage {
+    pub records: Vec<(String, serde_json::Value)>,
+    pub next: Option<String>,
 }
 
 /// The outcome of moving an account to a new login address.
@@ -59,22 +82,34 @@ pub trait Connector: Send + Sync {
         acc: &AccountRef,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Vec<Blocker>>;
-    /// Runs at most once per account; a second call finds nothing to erase.
-    async fn erase(&self, acc: &AccountRef) -> anyhow::Result<ErasureReceipt>;
-    async fn change_email(&self, acc: &AccountRef, new: &Email) -> anyhow::Result<EmailChange>;
-    /// Every field held on the account itself, unknown fields included.
-    async fn export_profile(
+    /// `request_id` is the idempotency key: a repeat with the same id
+    /// never erases twice.
+    async fn erase(&self, acc: &AccountRef, request_id: &str) -> anyhow::Result<EraseOutcome>;
+    /// Looks at an erasure that answered `Pending`.
+    async fn erase_status(
         &self,
         acc: &AccountRef,
-    ) -> anyhow::Result<serde_json::Map<String, serde_json::Value>>;
-    /// One page of a category of `crate::export::CATEGORIES`, in a stable order.
-    async fn export_page(
+        request_id: &str,
+    ) -> anyhow::Result<EraseOutcome> {
+        self.erase(acc, request_id).await
+    }
+    async fn change_email(
         &self,
         acc: &AccountRef,
-        category: &str,
-        offset: i64,
-        limit: i64,
-    ) -> anyhow::Result<Vec<serde_json::Value>>;
+        new: &Email,
+        request_id: &str,
+    ) -> anyhow::Result<EmailChange>;
+    /// One page of everything held, `profile` first; pass `next` back until
+    /// it is `None`.
+    async fn export_records(
+        &self,
+        acc: &AccountRef,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<RecordPage>;
+    /// The built-in store's faster export path (pages per category).
+    fn as_builtin(&self) -> Option<&builtin::BuiltinStore> {
+        None
+    }
     /// The account's consents and objections by key (`newsletter` → true).
     /// Shown only to a verified customer.
     async fn consents(
@@ -83,5 +118,10 @@ pub trait Connector: Send + Sync {
     ) -> anyhow::Result<std::collections::BTreeMap<String, bool>>;
     /// Stops the processing behind these consent keys (sets them to false).
     /// Idempotent: keys already stopped stay stopped.
-    async fn apply_objections(&self, acc: &AccountRef, keys: &[String]) -> anyhow::Result<()>;
+    async fn apply_objections(
+        &self,
+        acc: &AccountRef,
+        keys: &[String],
+        request_id: &str,
+    ) -> anyhow::Result<()>;
 }

@@ -21,6 +21,12 @@ pub enum Blocker {
     RecentDirectDebit {
         possible_from: NaiveDate,
     },
+    /// A reason the company's own system gives that the portal has no
+    /// words for; `detail` is the system's short text for staff.
+    Other {
+        #[serde(default)]
+        detail: Option<String>,
+    },
 }
 
 impl Blocker {
@@ -30,6 +36,7 @@ impl Blocker {
             Blocker::OpenOrder { .. } => "open_order",
             Blocker::OutstandingBalance { .. } => "outstanding_balance",
             Blocker::RecentDirectDebit { .. } => "recent_direct_debit",
+            Blocker::Other { .. } => "other",
         }
     }
 }

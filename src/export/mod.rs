@@ -42,6 +42,12 @@ pub trait Source {
     fn profile(&self) -> anyhow::Result<serde_json::Map<String, Value>>;
     fn page(&self, category: &str, offset: i64, limit: i64) -> anyhow::Result<Vec<Value>>;
 
+    /// Categories a company system returned that the portal has no
+    /// columns for; exported with the fields they have.
+    fn extra_categories(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Every row of a category, in order.
     fn for_each_row(
         &self,
@@ -106,6 +112,231 @@ pub struct Meta<'a> {
     pub company: &'a Company,
     pub reference: &'a str,
     pub generated_at: DateTime<Utc>,
+    /// The company's other systems, each in its own folder of the archive
+    /// and listed in the report with what it returned.
+    pub others: &'a [OtherSystem],
+}
+
+/// What one of the company's other systems returned for the customer.
+pub struct OtherSystem {
+    pub id: String,
+    pub name: String,
+    pub data: Spooled,
+    /// The system does not offer exports (it answered 404): said in the
+    /// report, not hidden.
+    pub unsupported: bool,
+}
+
+/// Records as a system returned them (any category, in its order), kept
+/// deflated so that a long history costs a few bytes a row in memory.
+#[derive(Default)]
+pub struct Spool {
+    profile: serde_json::Map<String, Value>,
+    cats: Vec<(String, flate2::write::DeflateEncoder<Vec<u8>>, usize)>,
+}
+
+impl Spool {
+    pub fn push(&mut self, category: &str, data: Value) -> anyhow::Result<()> {
+        if category == "profile" {
+            if let Value::Object(m) = data {
+                self.profile.extend(m);
+            }
+            return Ok(());
+        }
+        let i = match self.cats.iter().position(|(c, _, _)| c == category) {
+            Some(i) => i,
+            None => {
+                self.cats.push((
+                    category.to_string(),
+                    flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast()),
+                    0,
+                ));
+                self.cats.len() - 1
+            }
+        };
+        let Some((_, enc, n)) = self.cats.get_mut(i) else {
+            anyhow::bail!("spool category vanished");
+        };
+        serde_json::to_writer(&mut *enc, &data)?;
+        enc.write_all(b"\n")?;
+        *n += 1;
+        Ok(())
+    }
+
+    pub fn finish(self) -> anyhow::Result<Spooled> {
+        let mut cats = Vec::with_capacity(self.cats.len());
+        for (c, enc, n) in self.cats {
+            cats.push((c, enc.finish()?, n));
+        }
+        Ok(Spooled {
+            profile: self.profile,
+            cats,
+        })
+    }
+}
+
+pub struct Spooled {
+    pub profile: serde_json::Map<String, Value>,
+    cats: Vec<(String, Vec<u8>, usize)>,
+}
+
+impl Spooled {
+    /// `(category, rows)` in the order the system returned them.
+    pub fn counts(&self) -> Vec<(String, usize)> {
+        self.cats.iter().map(|(c, _, n)| (c.clone(), *n)).collect()
+    }
+}
+
+impl Source for Spooled {
+    fn profile(&self) -> anyhow::Result<serde_json::Map<String, Value>> {
+        Ok(self.profile.clone())
+    }
+
+    fn page(&self, _: &str, _: i64, _: i64) -> anyhow::Result<Vec<Value>> {
+        anyhow::bail!("a spool is read whole, with for_each_row")
+    }
+
+    fn extra_categories(&self) -> Vec<String> {
+        self.cats
+            .iter()
+            .map(|(c, _, _)| c.clone())
+            .filter(|c| !CATEGORIES.iter().any(|(k, _)| k == c))
+            .collect()
+    }
+
+    fn for_each_row(
+        &self,
+        category: &str,
+        f: &mut dyn FnMut(&Value) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        use std::io::BufRead;
+        let Some((_, buf, _)) = self.cats.iter().find(|(c, _, _)| c == category) else {
+            return Ok(());
+        };
+        let mut lines = std::io::BufReader::new(flate2::read::DeflateDecoder::new(&buf[..]));
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if lines.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            f(&serde_json::from_str(&line)?)?;
+        }
+    }
+}
+
+/// The columns of a category the portal does not know: the fields of its
+/// first rows, in their order.
+fn columns_of(src: &dyn Source, category: &str) -> anyhow::Result<Vec<String>> {
+    let mut cols: Vec<String> = Vec::new();
+    let mut seen = 0;
+    let stop = "enough";
+    let r = src.for_each_row(category, &mut |row| {
+        if let Some(o) = row.as_object() {
+            for k in o.keys() {
+                if !cols.contains(k) && cols.len() < 12 {
+                    cols.push(k.clone());
+                }
+            }
+        }
+        seen += 1;
+        if seen >= 50 {
+            anyhow::bail!(stop);
+        }
+        Ok(())
+    });
+    match r {
+        Err(e) if e.to_string() == stop => {}
+        other => other?,
+    }
+    Ok(cols)
+}
+
+/// One CSV of a category with the given columns; fields beyond them go to
+/// the last column as JSON.
+fn write_csv<W: Write>(
+    w: &mut W,
+    src: &dyn Source,
+    category: &str,
+    columns: &[&str],
+) -> anyhow::Result<()> {
+    w.write_all(BOM)?;
+    let mut header: Vec<&str> = columns.to_vec();
+    header.push("other_fields");
+    csv_line(w, &header)?;
+    src.for_each_row(category, &mut |row| {
+        let mut cells: Vec<String> = columns
+            .iter()
+            .map(|c| row.get(*c).map(cell).unwrap_or_default())
+            .collect();
+        let extra: serde_json::Map<String, Value> = row
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| !columns.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        cells.push(if extra.is_empty() {
+            String::new()
+        } else {
+            Value::Object(extra).to_string()
+        });
+        let refs: Vec<&str> = cells.iter().map(String::as_str).collect();
+        csv_line(w, &refs)?;
+        Ok(())
+    })
+}
+
+/// A system's folder: `data.json` with everything it returned and a CSV per
+/// category.
+fn write_system<W: Write + std::io::Seek>(
+    zip: &mut zip::ZipWriter<W>,
+    opts: zip::write::SimpleFileOptions,
+    sys: &OtherSystem,
+) -> anyhow::Result<()> {
+    let id = &sys.id;
+    zip.start_file(format!("{id}/data.json"), opts)?;
+    write!(
+        zip,
+        "{{\"system\":{},\"name\":{},\"profile\":",
+        serde_json::to_string(id)?,
+        serde_json::to_string(&sys.name)?
+    )?;
+    serde_json::to_writer(&mut *zip, &sys.data.profile)?;
+    for (cat, _) in sys.data.counts() {
+        write!(zip, ",{}:[", serde_json::to_string(&cat)?)?;
+        let mut first = true;
+        sys.data.for_each_row(&cat, &mut |row| {
+            if !first {
+                zip.write_all(b",")?;
+            }
+            first = false;
+            serde_json::to_writer(&mut *zip, row)?;
+            Ok(())
+        })?;
+        zip.write_all(b"]")?;
+    }
+    zip.write_all(b"}")?;
+    if !sys.data.profile.is_empty() {
+        zip.start_file(format!("{id}/profile.csv"), opts)?;
+        zip.write_all(BOM)?;
+        csv_line(zip, &["field", "value"])?;
+        for (k, v) in &sys.data.profile {
+            csv_line(zip, &[k.as_str(), &cell(v)])?;
+        }
+    }
+    for (cat, _) in sys.data.counts() {
+        let cols = match CATEGORIES.iter().find(|(c, _)| *c == cat) {
+            Some((_, cols)) => cols.iter().map(|c| c.to_string()).collect(),
+            None => columns_of(&sys.data, &cat)?,
+        };
+        let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+        zip.start_file(format!("{id}/{cat}.csv"), opts)?;
+        write_csv(zip, &sys.data, &cat, &refs)?;
+    }
+    Ok(())
 }
 
 fn each_row(
@@ -161,8 +392,22 @@ pub fn build<W: Write>(out: W, src: &dyn Source, meta: &Meta<'_>) -> anyhow::Res
             w.write_all(b"]")?;
             replay.rows.push((cat, keep.finish()?));
         }
+        for cat in src.extra_categories() {
+            write!(w, ",{}:[", serde_json::to_string(&cat)?)?;
+            let mut first = true;
+            src.for_each_row(&cat, &mut |row| {
+                if !first {
+                    w.write_all(b",")?;
+                }
+                first = false;
+                serde_json::to_writer(&mut *w, row)?;
+                Ok(())
+            })?;
+            w.write_all(b"]")?;
+        }
         w.write_all(b"}")?;
     }
+    let original = src;
     let src: &dyn Source = &replay;
 
     zip.start_file("profile.csv", opts)?;
@@ -173,37 +418,21 @@ pub fn build<W: Write>(out: W, src: &dyn Source, meta: &Meta<'_>) -> anyhow::Res
     }
     for (cat, columns) in CATEGORIES {
         zip.start_file(format!("{cat}.csv"), opts)?;
-        zip.write_all(BOM)?;
-        let mut header: Vec<&str> = columns.to_vec();
-        header.push("other_fields");
-        csv_line(&mut zip, &header)?;
-        each_row(src, cat, |row| {
-            let mut cells: Vec<String> = columns
-                .iter()
-                .map(|c| row.get(*c).map(cell).unwrap_or_default())
-                .collect();
-            let extra: serde_json::Map<String, Value> = row
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .filter(|(k, _)| !columns.contains(&k.as_str()))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            cells.push(if extra.is_empty() {
-                String::new()
-            } else {
-                Value::Object(extra).to_string()
-            });
-            let refs: Vec<&str> = cells.iter().map(String::as_str).collect();
-            csv_line(&mut zip, &refs)?;
-            Ok(())
-        })?;
+        write_csv(&mut zip, src, cat, columns)?;
+    }
+    let extras = original.extra_categories();
+    for cat in &extras {
+        let cols = columns_of(original, cat)?;
+        let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+        zip.start_file(format!("{cat}.csv"), opts)?;
+        write_csv(&mut zip, original, cat, &refs)?;
+    }
+    for sys in meta.others {
+        write_system(&mut zip, opts, sys)?;
     }
 
     zip.start_file("report.html", opts)?;
-    let doc = report::write_html(&mut zip, src, meta, &profile)?;
+    let doc = report::write_html(&mut zip, src, original, meta, &profile)?;
     // Built in memory: bounded by report::PDF_ROWS rows per category.
     let pdf = pdf::render(&doc, meta)?;
     drop(doc);
@@ -378,11 +607,12 @@ mod tests {
             company: &company,
             reference: "EXP-TEST",
             generated_at: Utc::now(),
+            others: &[],
         };
         let src = Orders(250);
         let profile = src.profile().unwrap();
         let mut html = Vec::new();
-        let doc = report::write_html(&mut html, &src, &meta, &profile).unwrap();
+        let doc = report::write_html(&mut html, &src, &src, &meta, &profile).unwrap();
         let html = String::from_utf8(html).unwrap();
         assert!(html.contains("<td>O-00249</td>"), "the HTML has every row");
 
@@ -420,7 +650,7 @@ mod tests {
 
         // Exactly at the cap: everything is listed, no note.
         let src = Orders(report::PDF_ROWS);
-        let doc = report::write_html(&mut Vec::new(), &src, &meta, &profile).unwrap();
+        let doc = report::write_html(&mut Vec::new(), &src, &src, &meta, &profile).unwrap();
         assert!(!doc.iter().any(|b| matches!(b, report::Block::Paragraph(p)
             if matches!(p.first(), Some(report::Span::Text(s)) if s.contains("orders.csv")))));
     }
@@ -444,6 +674,7 @@ mod tests {
             company: &company,
             reference: "EXP-TEST",
             generated_at: Utc::now(),
+            others: &[],
         };
         let n = PAGE as usize + 1;
         let zip = build(std::io::Cursor::new(Vec::new()), &Orders(n), &meta)

@@ -281,6 +281,7 @@ pub fn more_rows(l: Locale, category: &str, count: usize) -> String {
 pub fn write_html(
     w: &mut impl Write,
     src: &dyn super::Source,
+    original: &dyn super::Source,
     meta: &Meta<'_>,
     profile: &serde_json::Map<String, Value>,
 ) -> anyhow::Result<Vec<Block>> {
@@ -328,6 +329,93 @@ pub fn write_html(
         if count > PDF_ROWS {
             doc.push(Block::Paragraph(text(more_rows(l, cat, count))));
         }
+    }
+    // Categories a company system returned that the portal has no words
+    // for: shown with their own field names.
+    for cat in original.extra_categories() {
+        let columns = super::columns_of(original, &cat)?;
+        let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let heading = crate::workflow::delete::category_label(l, &cat);
+        let mut header: Vec<String> = columns.clone();
+        header.push(t(l, "export.report.other_fields"));
+        write!(w, "<h2>{}</h2>", escape(&heading))?;
+        html_table_start(w, &header)?;
+        let mut rows = Vec::new();
+        let mut count = 0usize;
+        original.for_each_row(&cat, &mut |row| {
+            let cells = row_cells(&refs, row);
+            html_row(w, &cells)?;
+            count += 1;
+            if rows.len() < PDF_ROWS {
+                rows.push(cells);
+            }
+            Ok(())
+        })?;
+        html_table_end(w, header.len(), None)?;
+        doc.push(Block::Heading(heading));
+        doc.push(Block::Table(Table {
+            header,
+            rows,
+            empty: None,
+        }));
+        if count > PDF_ROWS {
+            doc.push(Block::Paragraph(text(crate::i18n::t_args(
+                l,
+                "export.report.more_rows_other",
+                &[
+                    ("shown", &grouped(l, PDF_ROWS)),
+                    ("count", &grouped(l, count)),
+                ],
+            ))));
+        }
+    }
+    if !meta.others.is_empty() {
+        let mut blocks = vec![
+            Block::Heading(t(l, "export.report.systems_title")),
+            Block::Paragraph(text(t(l, "export.report.systems_intro"))),
+        ];
+        for sys in meta.others {
+            blocks.push(Block::Paragraph(vec![Span::Strong(sys.name.clone())]));
+            let counts = sys.data.counts();
+            if sys.unsupported {
+                blocks.push(Block::Paragraph(text(t(
+                    l,
+                    "export.report.system_unsupported",
+                ))));
+            } else if counts.is_empty() && sys.data.profile.is_empty() {
+                blocks.push(Block::Paragraph(text(t(l, "export.report.system_none"))));
+            } else {
+                let mut items: Vec<Rich> = Vec::new();
+                if !sys.data.profile.is_empty() {
+                    items.push(text(crate::i18n::t_args(
+                        l,
+                        "export.report.system_rows",
+                        &[
+                            ("category", &t(l, "export.report.profile")),
+                            ("count", &grouped(l, sys.data.profile.len())),
+                        ],
+                    )));
+                }
+                for (cat, n) in counts {
+                    items.push(text(crate::i18n::t_args(
+                        l,
+                        "export.report.system_rows",
+                        &[
+                            (
+                                "category",
+                                &crate::workflow::delete::category_label(l, &cat),
+                            ),
+                            ("count", &grouped(l, n)),
+                        ],
+                    )));
+                }
+                blocks.push(Block::List(items));
+            }
+        }
+        for b in &blocks {
+            html_block(w, b)?;
+        }
+        doc.extend(blocks);
     }
     write!(w, "</body></html>")?;
     Ok(doc)

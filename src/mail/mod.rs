@@ -157,6 +157,19 @@ pub async fn store(conn: &mut Conn, p: &Prepared, now: i64) -> anyhow::Result<()
     Ok(())
 }
 
+/// As [`enqueue`], returning the outbox id to follow the mail by.
+pub async fn enqueue_id(
+    conn: &mut Conn,
+    tera: &Tera,
+    keys: &Keys,
+    m: Outgoing<'_>,
+    now: i64,
+) -> anyhow::Result<String> {
+    let p = prepare(tera, keys, m)?;
+    store(conn, &p, now).await?;
+    Ok(p.id)
+}
+
 pub async fn enqueue(
     conn: &mut Conn,
     tera: &Tera,

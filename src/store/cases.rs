@@ -31,6 +31,9 @@ pub struct CaseFilter {
     /// an automatic erasure or export completes for the customer while staff
     /// still have systems to clean or add.
     pub open_tasks: bool,
+    /// Only cases with a company-system step that is not settled (waiting,
+    /// retrying or failed), in any status.
+    pub open_steps: bool,
     /// Keyset cursor: (due_at, id) of the last row of the previous page.
     pub after: Option<(i64, String)>,
     pub limit: i64,
@@ -45,6 +48,7 @@ impl Default for CaseFilter {
             overdue_at: None,
             email_hash: None,
             open_tasks: false,
+            open_steps: false,
             after: None,
             limit: 50,
         }
@@ -58,7 +62,18 @@ pub async fn queue(db: &Db, f: &CaseFilter) -> sqlx::Result<Vec<RequestRow>> {
     // then sorts every open case (20 000 in the benchmark: 35–90 ms); the
     // due-date indexes read just the first page in order (< 1 ms).
     // PostgreSQL picks them by itself.
-    let hint = match (db.backend, f.status, &f.email_hash, f.kind, f.open_tasks) {
+    // A case whose systems still owe a step stays in the default queue even
+    // when the customer saw it completed (an email change, an objection).
+    let default_view =
+        f.status.is_none() && f.email_hash.is_none() && !f.open_tasks && !f.open_steps;
+    let with_steps = default_view && super::steps::any_unsettled(db).await?;
+    let hint = match (
+        db.backend,
+        f.status,
+        &f.email_hash,
+        f.kind,
+        f.open_tasks || f.open_steps || with_steps,
+    ) {
         (super::Backend::Sqlite, None, None, None, false) => " INDEXED BY requests_open_due",
         (super::Backend::Sqlite, None, None, Some(_), false) => " INDEXED BY requests_open_kind",
         _ => "",
@@ -69,10 +84,20 @@ pub async fn queue(db: &Db, f: &CaseFilter) -> sqlx::Result<Vec<RequestRow>> {
         n += 1;
         format!("${n}")
     };
-    match (f.status, &f.email_hash, f.open_tasks) {
+    match (f.status, &f.email_hash, f.open_tasks || f.open_steps) {
         (Some(_), _, _) => sql.push_str(&format!(" AND status = {}", next())),
         (None, Some(_), _) | (None, None, true) => {}
+        (None, None, false) if with_steps => sql.push_str(&format!(
+            " AND (status IN ('escalated', 'processing') OR id IN ({}))",
+            super::steps::UNSETTLED_REQUESTS
+        )),
         (None, None, false) => sql.push_str(" AND status IN ('escalated', 'processing')"),
+    }
+    if f.open_steps {
+        sql.push_str(&format!(
+            " AND id IN ({})",
+            super::steps::UNSETTLED_REQUESTS
+        ));
     }
     if f.open_tasks {
         sql.push_str(" AND id IN (SELECT request_id FROM staff_tasks WHERE status = 'open')");

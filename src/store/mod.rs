@@ -15,6 +15,7 @@ mod nodelay;
 pub mod outbox;
 pub mod requests;
 pub mod staff;
+pub mod steps;
 pub mod tasks;
 pub mod writer;
 

@@ -372,3 +372,11 @@ pub async fn dev_get(db: &Db, id: i64) -> sqlx::Result<Option<DevMail>> {
     .fetch_optional(db.read())
     .await
 }
+
+/// A queued mail's status (`pending`, `sent`, `failed`, …), or None once purged.
+pub async fn status_of(db: &Db, id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT status FROM outbox WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.write())
+        .await
+}

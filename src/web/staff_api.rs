@@ -74,7 +74,7 @@ fn summary(state: &AppState, r: &requests::RequestRow, now: i64) -> CaseSummary 
     params(("status" = Option<String>, Query, description = "filter by status (default: escalated and processing)"),
            ("kind" = Option<String>, Query), ("overdue" = Option<bool>, Query),
            ("assignee" = Option<String>, Query, description = "`me`, `none` (unassigned) or a staff id"),
-           ("work" = Option<String>, Query, description = "`checklist`: cases with open checklist work for other systems, in any status"),
+           ("work" = Option<String>, Query, description = "`checklist`: cases with open checklist work for other systems; `systems`: cases with a company-system step waiting or failed; both in any status"),
            ("after" = Option<String>, Query, description = "keyset cursor from `next`")),
     responses((status = 200, description = "cases, most urgent due date first"), (status = 401, description = "unauthorized")))]
 pub async fn list(
@@ -111,9 +111,10 @@ pub async fn list(
         }
         None => None,
     };
-    let open_tasks = match q.work.as_deref().map(str::trim) {
-        None | Some("") => false,
-        Some("checklist") => true,
+    let (open_tasks, open_steps) = match q.work.as_deref().map(str::trim) {
+        None | Some("") => (false, false),
+        Some("checklist") => (true, false),
+        Some("systems") => (false, true),
         Some(_) => return Err(bad("work")),
     };
     let now = crate::store::now();
@@ -133,6 +134,7 @@ pub async fn list(
             overdue_at: q.overdue.filter(|o| *o).map(|_| now),
             email_hash: None,
             open_tasks,
+            open_steps,
             after,
             limit: limit + 1,
         },
@@ -178,10 +180,14 @@ pub async fn case(
                 "done_at": t.done_at, "done_by": t.done_by})
         })
         .collect();
+    let steps = crate::workflow::steps::view(&state, &row.id, locale)
+        .await
+        .map_err(|e| ApiError(e, locale))?;
     let now = crate::store::now();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "case": summary(&state, &row, now),
         "tasks": tasks,
+        "steps": steps,
         "email": row.email,
         "locale": row.locale,
         "channel": row.channel,

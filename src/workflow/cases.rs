@@ -42,6 +42,10 @@ pub enum Action {
         #[serde(default)]
         override_reason: Option<String>,
     },
+    /// Run a company system's step again now (`system` = its id).
+    RetryStep { system: String },
+    /// Mark a company system's step done by hand; the reason is kept.
+    CompleteStep { system: String, reason: String },
 }
 
 fn text<'a>(raw: &'a str, field: &'static str) -> WResult<&'a str> {
@@ -515,6 +519,15 @@ pub async fn apply(
         Action::Note { text } => note(state, id, actor, text).await,
         Action::Execute { override_reason } => {
             execute(state, id, actor, override_reason.as_deref()).await
+        }
+        Action::RetryStep { system } => {
+            super::steps::staff_retry(state, id, system, actor).await?;
+            super::verification::get(state, id).await
+        }
+        Action::CompleteStep { system, reason } => {
+            let reason = text(reason, "reason")?;
+            super::steps::staff_complete(state, id, system, actor, reason).await?;
+            super::verification::get(state, id).await
         }
     }
 }

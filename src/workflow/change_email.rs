@@ -13,7 +13,7 @@ use super::{
     WResult, WorkflowError,
 };
 use crate::{
-    connector::{AccountRef, EmailChange, ErasureReceipt, KnowledgeClaim},
+    connector::{AccountRef, EmailChange, EraseOutcome, ErasureReceipt, KnowledgeClaim},
     domain::{blockers::Blocker, Email, RequestKind, Status},
     mail,
     store::{self, audit, codes, requests, requests::RequestRow},
@@ -240,7 +240,7 @@ pub async fn verify_new_email(state: &AppState, id: &str, raw_code: &str) -> WRe
     let acc = current_account(state, &req)
         .await?
         .ok_or(WorkflowError::NoAccount)?;
-    match state.connector.change_email(&acc, &new).await? {
+    match state.connector.change_email(&acc, &new, &req.id).await? {
         EmailChange::Changed => {
             finish_changed(
                 state,
@@ -320,6 +320,13 @@ async fn finish_changed(
         ),
     )
     .await?;
+    // The other systems that store the address follow (option A erased
+    // the old address's account, so nothing there keeps the old address).
+    let fanned = if choice == Some(Choice::A) {
+        0
+    } else {
+        super::steps::plan_email_change(state, &mut tx, id, &req.email, new.as_str(), now).await?
+    };
     let mut ctx = Context::new();
     ctx.insert("company", &state.settings.company.name);
     ctx.insert("reference", &super::reference(id));
@@ -362,12 +369,18 @@ async fn finish_changed(
         let mut data = req.data();
         data["erasure"] = serde_json::to_value(e.receipt).map_err(anyhow::Error::from)?;
         requests::set_data(&mut tx, id, &data, &[], None).await?;
-        super::delete::proof_and_checklist(state, &mut tx, req, e.receipt, to, false, now).await?;
+        super::delete::proof_and_checklist(state, &mut tx, req, e.receipt, &[], to, false, now)
+            .await?;
         let erased_hash = state.keys.lookup_hash(to);
         requests::redact_after_erasure(&mut tx, &erased_hash, id).await?;
     }
     tx.commit().await?;
     state.mail_notify.notify_one();
+    if fanned > 0 {
+        if let Err(e) = super::steps::run_request(state, id).await {
+            tracing::warn!(error = %e, "email change steps will be retried");
+        }
+    }
     verification::get(state, id).await
 }
 
@@ -491,7 +504,7 @@ async fn staff_change_lost_mailbox(
     )
     .await?;
     tx.commit().await?;
-    if let EmailChange::Taken(_) = state.connector.change_email(&acc, &new).await? {
+    if let EmailChange::Taken(_) = state.connector.change_email(&acc, &new, &req.id).await? {
         let mut tx = state.db.begin().await?;
         requests::set_status(&mut tx, id, Status::Processing, Status::Escalated, now).await?;
         requests::set_data(&mut tx, id, &data, &["email_in_use"], None).await?;
@@ -811,14 +824,14 @@ pub async fn staff_execute(
     .await?;
     tx.commit().await?;
 
-    let receipt = state.connector.erase(&target).await?;
+    let receipt = erase_waiting(state, &target, id).await?;
     let mut tx = state.db.begin().await?;
     super::authenticator::forget(&mut tx, &target.id).await?;
     tx.commit().await?;
     if choice == Choice::B {
         let old = account_to_delete(&req, Choice::A)
             .ok_or_else(|| WorkflowError::Internal(anyhow::anyhow!("no old account")))?;
-        if let EmailChange::Taken(_) = state.connector.change_email(&old, &new).await? {
+        if let EmailChange::Taken(_) = state.connector.change_email(&old, &new, &req.id).await? {
             return Err(WorkflowError::Internal(anyhow::anyhow!(
                 "address still taken after erasure"
             )));
@@ -844,6 +857,25 @@ pub async fn staff_execute(
         receipt: &receipt,
     };
     finish_changed(state, &req, &new, Status::Processing, actor, Some(erased)).await
+}
+
+/// The collision's erasure runs while staff wait: a system that erases
+/// asynchronously is asked again for a short while.
+async fn erase_waiting(state: &AppState, target: &AccountRef, id: &str) -> WResult<ErasureReceipt> {
+    let mut out = state.connector.erase(target, id).await?;
+    for _ in 0..20 {
+        match out {
+            EraseOutcome::Done(r) => return Ok(r),
+            EraseOutcome::Pending => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                out = state.connector.erase_status(target, id).await?;
+            }
+        }
+    }
+    match out {
+        EraseOutcome::Done(r) => Ok(r),
+        EraseOutcome::Pending => Err(WorkflowError::SystemUnavailable),
+    }
 }
 
 /// A collision carried out: which option, and what the erasure left.

@@ -130,9 +130,22 @@ pub async fn submit(state: &AppState, id: &str, input: &DeleteInput<'_>) -> WRes
 
     let blockers = state.connector.deletion_blockers(&acc, Utc::now()).await?;
     if !blockers.is_empty() {
-        return escalate(state, &req, &blockers, now).await;
+        return escalate(state, &req, &blockers, Status::Verified, now).await;
     }
     erase_and_complete(state, &req, &acc, Status::Verified, "customer", None).await
+}
+
+/// The primary system found blockers when its erasure step ran (it could
+/// not be asked while the customer waited): the request goes to staff
+/// with the same mail as a blocked deletion.
+pub(super) async fn escalate_blocked(
+    state: &AppState,
+    id: &str,
+    blockers: &[Blocker],
+) -> WResult<()> {
+    let req = super::verification::get(state, id).await?;
+    escalate(state, &req, blockers, Status::Processing, store::now()).await?;
+    Ok(())
 }
 
 /// A deletion for an address without an account: there is no account to
@@ -288,6 +301,7 @@ async fn escalate(
     state: &AppState,
     req: &RequestRow,
     blockers: &[Blocker],
+    from: Status,
     now: i64,
 ) -> WResult<RequestRow> {
     let id = req.id.as_str();
@@ -296,7 +310,7 @@ async fn escalate(
     data["consent"] = serde_json::json!(true);
     data["blockers"] = serde_json::to_value(blockers).map_err(anyhow::Error::from)?;
     let mut tx = state.db.begin().await?;
-    match requests::set_status(&mut tx, id, Status::Verified, Status::Escalated, now).await {
+    match requests::set_status(&mut tx, id, from, Status::Escalated, now).await {
         Ok(()) => {}
         Err(requests::TransitionError::Raced) => return super::verification::get(state, id).await,
         Err(e) => return Err(e.into()),
@@ -307,9 +321,13 @@ async fn escalate(
         now,
         event(
             id,
-            "customer",
+            if from == Status::Verified {
+                "customer"
+            } else {
+                "system"
+            },
             "deletion_blocked",
-            Some(Status::Verified),
+            Some(from),
             Some(Status::Escalated),
             serde_json::json!({"reasons": codes}),
         ),
@@ -421,48 +439,41 @@ async fn erase_and_complete(
     .await?;
     tx.commit().await?;
 
-    let receipt = match state.connector.erase(acc).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "erasure failed; handing the request to staff");
-            let mut tx = state.db.begin().await?;
-            requests::set_status(&mut tx, id, Status::Processing, Status::Escalated, now).await?;
-            requests::set_data(&mut tx, id, &req.data(), &["erasure_failed"], None).await?;
-            audit::record(
-                &mut tx,
-                now,
-                event(
-                    id,
-                    "system",
-                    "erasure_failed",
-                    Some(Status::Processing),
-                    Some(Status::Escalated),
-                    serde_json::json!({}),
-                ),
-            )
-            .await?;
-            tx.commit().await?;
-            return super::verification::get(state, id).await;
-        }
-    };
-    // The portal's own data about the account goes too.
+    // Every system gets its step in the same transaction as the status;
+    // they run now, and the runner retries whatever a system could not do.
     let mut tx = state.db.begin().await?;
-    super::authenticator::forget(&mut tx, &acc.id).await?;
+    super::steps::plan_erasure(state, &mut tx, id, &req.email, acc, false, now).await?;
     tx.commit().await?;
-    complete(state, req, &receipt, actor).await
+    if let Err(e) = super::steps::run_request(state, id).await {
+        tracing::warn!(error = %e, "erasure steps will be retried");
+    }
+    super::verification::get(state, id).await
+}
+
+/// Completes a deletion once every system's erasure step is settled.
+pub(super) async fn complete_from_steps(
+    state: &AppState,
+    req: &RequestRow,
+    receipts: &[super::steps::SystemReceipt],
+) -> WResult<()> {
+    complete(state, req, receipts, "system").await?;
+    Ok(())
 }
 
 async fn complete(
     state: &AppState,
     req: &RequestRow,
-    receipt: &ErasureReceipt,
+    receipts: &[super::steps::SystemReceipt],
     actor: &str,
 ) -> WResult<RequestRow> {
     let id = req.id.as_str();
     let now = store::now();
+    let receipt = merged(receipts);
+    let receipt = &receipt;
     let mut data = req.data();
     data["consent"] = serde_json::json!(true);
     data["erasure"] = serde_json::to_value(receipt).map_err(anyhow::Error::from)?;
+    data["erasure_systems"] = serde_json::to_value(receipts).map_err(anyhow::Error::from)?;
 
     let mut tx = state.db.begin().await?;
     requests::set_status(&mut tx, id, Status::Processing, Status::Completed, now).await?;
@@ -480,7 +491,10 @@ async fn complete(
         ),
     )
     .await?;
-    proof_and_checklist(state, &mut tx, req, receipt, &req.email, true, now).await?;
+    proof_and_checklist(
+        state, &mut tx, req, receipt, receipts, &req.email, true, now,
+    )
+    .await?;
     requests::redact_after_erasure(&mut tx, &req.email_hash, id).await?;
     tx.commit().await?;
     state.mail_notify.notify_one();
@@ -490,11 +504,13 @@ async fn complete(
 /// What every erasure leaves behind, whichever flow erased the account: the
 /// Art. 19 checklist of the company's other systems for staff, and the proof
 /// of erasure to the customer listing what was deleted and what was kept.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn proof_and_checklist(
     state: &AppState,
     tx: &mut store::Conn,
     req: &RequestRow,
     receipt: &ErasureReceipt,
+    systems_done: &[super::steps::SystemReceipt],
     to: &str,
     forget_address: bool,
     now: i64,
@@ -510,24 +526,33 @@ pub(super) async fn proof_and_checklist(
         .with_timezone(&state.settings.company.country.timezone())
         .date_naive();
     ctx.insert("erased_on", &long_date(locale, today));
-    let deleted: Vec<String> = receipt
-        .deleted
-        .iter()
-        .map(|c| t(locale, &format!("delete.category.{c}")))
-        .collect();
+    let deleted = deleted_labels(locale, receipt);
     ctx.insert("deleted", &deleted);
-    let retained: Vec<String> = receipt
-        .retained
-        .iter()
-        .map(|r| {
-            t_args(
-                locale,
-                &format!("delete.retained.{}", r.category),
-                &[("count", &r.count.to_string())],
-            )
-        })
-        .collect();
+    let retained = retained_labels(locale, receipt);
     ctx.insert("retained", &retained);
+    // With several systems, each says what it did: from its own answer.
+    if systems_done.len() > 1 {
+        let per: Vec<serde_json::Value> = systems_done
+            .iter()
+            .map(|s| {
+                let note = match s.status {
+                    super::steps::StepStatus::Skipped => Some(t(locale, "delete.systems_skipped")),
+                    super::steps::StepStatus::Manual => Some(t(locale, "delete.systems_manual")),
+                    _ if s.receipt.deleted.is_empty() && s.receipt.retained.is_empty() => {
+                        Some(t(locale, "delete.systems_skipped"))
+                    }
+                    _ => None,
+                };
+                serde_json::json!({
+                    "name": state.systems.name(&s.system, locale),
+                    "deleted": deleted_labels(locale, &s.receipt),
+                    "retained": retained_labels(locale, &s.receipt),
+                    "note": note,
+                })
+            })
+            .collect();
+        ctx.insert("systems", &per);
+    }
     let others: Vec<&str> = systems.iter().map(|s| s.name.get(locale)).collect();
     ctx.insert("other_systems", &others);
     mail::enqueue(
@@ -547,6 +572,65 @@ pub(super) async fn proof_and_checklist(
     )
     .await?;
     Ok(())
+}
+
+/// One receipt for the whole request (the case and the API).
+fn merged(receipts: &[super::steps::SystemReceipt]) -> ErasureReceipt {
+    let mut out = ErasureReceipt::default();
+    for r in receipts {
+        for d in &r.receipt.deleted {
+            if !out.deleted.contains(d) {
+                out.deleted.push(d.clone());
+            }
+        }
+        out.retained.extend(r.receipt.retained.iter().cloned());
+    }
+    out
+}
+
+/// A category in the customer's words; a system's own category name the
+/// portal has no words for is shown readably (`loyalty_points` → "Loyalty points").
+pub fn category_label(locale: Locale, category: &str) -> String {
+    let key = format!("delete.category.{category}");
+    if crate::i18n::has_key(locale, &key) {
+        return t(locale, &key);
+    }
+    let words = category.replace(['_', '-'], " ");
+    let mut c = words.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn deleted_labels(locale: Locale, receipt: &ErasureReceipt) -> Vec<String> {
+    receipt
+        .deleted
+        .iter()
+        .map(|c| category_label(locale, c))
+        .collect()
+}
+
+fn retained_labels(locale: Locale, receipt: &ErasureReceipt) -> Vec<String> {
+    receipt
+        .retained
+        .iter()
+        .map(|r| {
+            let key = format!("delete.retained.{}", r.category);
+            if crate::i18n::has_key(locale, &key) {
+                t_args(locale, &key, &[("count", &r.count.to_string())])
+            } else {
+                t_args(
+                    locale,
+                    "delete.retained_other",
+                    &[
+                        ("category", &category_label(locale, &r.category)),
+                        ("count", &r.count.to_string()),
+                    ],
+                )
+            }
+        })
+        .collect()
 }
 
 /// Sentences for the status page of an escalated deletion.

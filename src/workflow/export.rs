@@ -384,10 +384,18 @@ struct ConnectorSource {
     acc: AccountRef,
 }
 
+impl ConnectorSource {
+    fn builtin(&self) -> anyhow::Result<&crate::connector::builtin::BuiltinStore> {
+        self.connector
+            .as_builtin()
+            .ok_or_else(|| anyhow::anyhow!("per-category pages need the built-in store"))
+    }
+}
+
 impl export::Source for ConnectorSource {
     fn profile(&self) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
         self.handle
-            .block_on(self.connector.export_profile(&self.acc))
+            .block_on(self.builtin()?.export_profile(&self.acc))
     }
     fn page(
         &self,
@@ -396,10 +404,73 @@ impl export::Source for ConnectorSource {
         limit: i64,
     ) -> anyhow::Result<Vec<serde_json::Value>> {
         self.handle.block_on(
-            self.connector
+            self.builtin()?
                 .export_page(&self.acc, category, offset, limit),
         )
     }
+}
+
+/// Everything a company system returns for a subject, page by page, into
+/// a spool (a few bytes a row in memory, however long the history).
+async fn spool_primary(
+    connector: &dyn Connector,
+    acc: &AccountRef,
+) -> anyhow::Result<export::Spooled> {
+    let mut spool = export::Spool::default();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = connector.export_records(acc, cursor.as_deref()).await?;
+        for (cat, data) in page.records {
+            spool.push(&cat, data)?;
+        }
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => return spool.finish(),
+        }
+    }
+}
+
+/// The other systems' data for the archive, each keyed by the address.
+async fn spool_others(state: &AppState, email: &str) -> anyhow::Result<Vec<export::OtherSystem>> {
+    use crate::connector::{
+        http::{CallError, Subject},
+        SecondaryKind,
+    };
+    let mut out = Vec::new();
+    for s in &state.systems.secondaries {
+        let SecondaryKind::Http(h) = &s.kind else {
+            continue;
+        };
+        let subject = Subject::Email(email.to_string());
+        let mut spool = export::Spool::default();
+        let mut cursor: Option<String> = None;
+        let mut unsupported = false;
+        loop {
+            match h.export_page(&subject, cursor.as_deref()).await {
+                Ok(page) => {
+                    for (cat, data) in page.records {
+                        spool.push(&cat, data)?;
+                    }
+                    match page.next {
+                        Some(n) => cursor = Some(n),
+                        None => break,
+                    }
+                }
+                Err(CallError::Unsupported(_)) => {
+                    unsupported = true;
+                    break;
+                }
+                Err(e) => return Err(anyhow::anyhow!("{}: {e}", s.id)),
+            }
+        }
+        out.push(export::OtherSystem {
+            id: s.id.clone(),
+            name: s.name.get(crate::domain::Locale::En).to_string(),
+            data: spool.finish()?,
+            unsupported,
+        });
+    }
+    Ok(out)
 }
 
 /// Where archives built before migration 0012 lie (`storage = 'file'`).
@@ -434,6 +505,16 @@ pub async fn build_archive(
     let st = state.clone();
     let locale = req.locale();
     let reference = super::reference(&req.id);
+    // The company's systems are read first (each page as it comes, into a
+    // deflated spool); the built-in store is read while the zip is written.
+    let spooled = match state.connector.as_builtin() {
+        Some(_) => None,
+        None => Some(spool_primary(state.connector.as_ref(), &src.acc).await?),
+    };
+    let mut others = spool_others(state, &req.email).await?;
+    for o in &mut others {
+        o.name = state.systems.name(&o.id, locale);
+    }
     tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
         let writer = export::crypt::EncryptingWriter::new(sink, &key)?;
         let meta = export::Meta {
@@ -441,8 +522,13 @@ pub async fn build_archive(
             company: &st.settings.company,
             reference: &reference,
             generated_at: Utc::now(),
+            others: &others,
         };
-        let (sink, size) = export::build(writer, &src, &meta)?.finish()?;
+        let source: &dyn export::Source = match &spooled {
+            Some(s) => s,
+            None => &src,
+        };
+        let (sink, size) = export::build(writer, source, &meta)?.finish()?;
         sink.close()?;
         Ok(size)
     })

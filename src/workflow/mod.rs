@@ -15,6 +15,7 @@ pub mod question;
 pub mod register;
 pub mod staff_auth;
 pub mod staff_intake;
+pub mod steps;
 pub mod sweep;
 pub mod verification;
 
@@ -85,6 +86,10 @@ pub enum WorkflowError {
     /// full): nothing was stored, and trying again later will work.
     #[error("storage unavailable")]
     Unavailable,
+    /// A company system (connector) could not answer while the customer
+    /// waited: nothing changed, and trying again later will work.
+    #[error("a company system is unavailable")]
+    SystemUnavailable,
     #[error(transparent)]
     Internal(anyhow::Error),
 }
@@ -98,6 +103,11 @@ impl WorkflowError {
     /// as the cause is gone once it is an `Unavailable`; sqlx messages name
     /// tables and constraints, never values.
     pub fn from_storage(e: anyhow::Error) -> WorkflowError {
+        if let Some(c) = e.downcast_ref::<crate::connector::http::CallError>() {
+            // The message names the operation and the HTTP status, never values.
+            tracing::warn!(error = %c, "company system did not answer a customer flow");
+            return WorkflowError::SystemUnavailable;
+        }
         if crate::store::is_unavailable(e.as_ref()) {
             tracing::warn!(error = %e, "database unavailable");
             WorkflowError::Unavailable
@@ -153,6 +163,7 @@ impl WorkflowError {
             WorkflowError::ExportProcessing { .. } => ("export_processing", 409),
             WorkflowError::FallbackMismatch => ("details_mismatch", 422),
             WorkflowError::Unavailable => ("unavailable", 503),
+            WorkflowError::SystemUnavailable => ("system_unavailable", 503),
             WorkflowError::Internal(_) => ("internal", 500),
         }
     }
@@ -192,7 +203,9 @@ impl WorkflowError {
             WorkflowError::RateLimited { retry_after } => Some(*retry_after),
             WorkflowError::TooManyAttempts { retry_after } => Some(retry_after.unwrap_or(0)),
             WorkflowError::ExportProcessing { retry_after } => Some(*retry_after),
-            WorkflowError::Unavailable => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            WorkflowError::Unavailable | WorkflowError::SystemUnavailable => {
+                Some(UNAVAILABLE_RETRY_AFTER_SECS)
+            }
             _ => None,
         }
     }
@@ -230,10 +243,7 @@ pub(crate) async fn other_systems_task(
     now: i64,
 ) -> WResult<()> {
     let systems = &state.settings.company.other_systems;
-    if systems.is_empty() {
-        return Ok(());
-    }
-    let checklist: Vec<crate::store::tasks::ChecklistItem> = systems
+    let mut checklist: Vec<crate::store::tasks::ChecklistItem> = systems
         .iter()
         .map(|s| crate::store::tasks::ChecklistItem {
             id: s.id.clone(),
@@ -241,6 +251,22 @@ pub(crate) async fn other_systems_task(
             done: false,
         })
         .collect();
+    // A processor told by mail (`kind = "email"`) has had its instruction;
+    // staff tick it off when the processor confirms it acted.
+    if kind.starts_with("erasure") {
+        for s in &state.systems.secondaries {
+            if let crate::connector::SecondaryKind::Email { .. } = s.kind {
+                checklist.push(crate::store::tasks::ChecklistItem {
+                    id: s.id.clone(),
+                    name: s.name.clone(),
+                    done: false,
+                });
+            }
+        }
+    }
+    if checklist.is_empty() {
+        return Ok(());
+    }
     crate::store::tasks::insert(conn, id, kind, &checklist, due_at, now).await?;
     crate::store::audit::record(
         conn,

@@ -223,7 +223,7 @@ pub async fn submit(state: &AppState, id: &str, input: &ObjectInput<'_>) -> WRes
     if !now_stop.is_empty() {
         state
             .connector
-            .apply_objections(&acc, &keys(&now_stop))
+            .apply_objections(&acc, &keys(&now_stop), &req.id)
             .await?;
     }
 
@@ -255,6 +255,8 @@ pub async fn submit(state: &AppState, id: &str, input: &ObjectInput<'_>) -> WRes
         Err(e) => return Err(e.into()),
     }
     requests::set_data(&mut tx, id, &data, reasons, outcome).await?;
+    let fanned =
+        super::steps::plan_stop(state, &mut tx, id, &req.email, &keys(&now_stop), now).await?;
     audit::record(
         &mut tx,
         now,
@@ -305,6 +307,12 @@ pub async fn submit(state: &AppState, id: &str, input: &ObjectInput<'_>) -> WRes
     .await?;
     tx.commit().await?;
     state.mail_notify.notify_one();
+    if fanned > 0 {
+        // The other systems are told now; the runner retries any that is down.
+        if let Err(e) = super::steps::run_request(state, id).await {
+            tracing::warn!(error = %e, "objection steps will be retried");
+        }
+    }
     super::verification::get(state, id).await
 }
 
@@ -334,7 +342,7 @@ pub async fn staff_accept(state: &AppState, id: &str, actor: &str) -> WResult<Re
     if !pending.is_empty() {
         state
             .connector
-            .apply_objections(&acc, &keys(&pending))
+            .apply_objections(&acc, &keys(&pending), &req.id)
             .await?;
     }
     let now = store::now();
@@ -349,6 +357,8 @@ pub async fn staff_accept(state: &AppState, id: &str, actor: &str) -> WResult<Re
         Err(e) => return Err(e.into()),
     }
     requests::set_data(&mut tx, id, &data, &reasons, Some("objection_accepted")).await?;
+    let fanned =
+        super::steps::plan_stop(state, &mut tx, id, &req.email, &keys(&pending), now).await?;
     audit::record(
         &mut tx,
         now,
@@ -385,6 +395,12 @@ pub async fn staff_accept(state: &AppState, id: &str, actor: &str) -> WResult<Re
     .await?;
     tx.commit().await?;
     state.mail_notify.notify_one();
+    if fanned > 0 {
+        // The other systems are told now; the runner retries any that is down.
+        if let Err(e) = super::steps::run_request(state, id).await {
+            tracing::warn!(error = %e, "objection steps will be retried");
+        }
+    }
     super::verification::get(state, id).await
 }
 

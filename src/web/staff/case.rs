@@ -151,6 +151,35 @@ pub(super) async fn case_context(
         })
         .collect();
     ctx.insert("tasks", &tasks);
+    // What each company system did (connectors), with the retry and
+    // mark-done actions for a step that waits or failed.
+    let steps: Vec<_> = crate::workflow::steps::view(state, &row.id, locale)
+        .await
+        .map_err(f)?
+        .into_iter()
+        .map(|s| {
+            let status = serde_json::to_value(s.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let open = !s.status.settled();
+            serde_json::json!({
+                "system": s.system,
+                "name": s.system_name,
+                "operation": label(locale, "staff.step_ops", &s.operation),
+                "status": label(locale, "staff.step_status", &status),
+                "status_code": status,
+                "attempts": s.attempts,
+                "error": s.error,
+                "account": s.account,
+                "next": s.next_attempt_at.map(|t| datetime_of(state, t)),
+                "done_by": s.done_by,
+                "can_retry": open && s.status != crate::workflow::steps::StepStatus::Waiting,
+                "can_complete": open,
+            })
+        })
+        .collect();
+    ctx.insert("steps", &steps);
     let verified = match (verified_by, row.verified_at) {
         (Some(m), _) => label(locale, "staff.verified_by", &m),
         (None, Some(_)) => label(locale, "staff.verified_by", "email_code"),
@@ -304,6 +333,8 @@ pub(super) struct ActionForm {
     assignee: Option<String>,
     #[serde(default)]
     step: Option<String>,
+    #[serde(default)]
+    system: String,
 }
 
 pub(super) async fn case_action(
@@ -341,6 +372,13 @@ pub(super) async fn case_action(
         },
         "execute" => actions::Action::Execute {
             override_reason: Some(form.text.clone()),
+        },
+        "step_retry" => actions::Action::RetryStep {
+            system: form.system.clone(),
+        },
+        "step_complete" => actions::Action::CompleteStep {
+            system: form.system.clone(),
+            reason: form.text.clone(),
         },
         _ => return Err(Fail::Err(WorkflowError::NotFound, locale, state.clone())),
     };

@@ -130,6 +130,7 @@ pub(super) async fn queue(
         filter.overdue_at = Some(now);
     }
     filter.open_tasks = nonempty(&q.work) == Some("checklist");
+    filter.open_steps = nonempty(&q.work) == Some("systems");
     if let Some(c) = nonempty(&q.after) {
         if let Some((due, id)) = c.split_once('_') {
             if let Ok(due) = due.parse::<i64>() {
@@ -268,6 +269,13 @@ pub(super) async fn queue(
     ctx.insert("tasks_n", &tasks_n);
     ctx.insert("tasks_overdue", &tasks_overdue);
     ctx.insert("tasks_on", &filter.open_tasks);
+    let (steps_n, steps_failed) = crate::store::steps::unsettled_counts(&state.db)
+        .await
+        .map_err(|e| f(e.into()))?;
+    ctx.insert("steps_n", &steps_n);
+    ctx.insert("steps_failed", &steps_failed);
+    ctx.insert("steps_on", &filter.open_steps);
+    ctx.insert("steps_href", &href(&q, "work", Some("systems")));
     ctx.insert("tasks_href", &href(&q, "work", Some("checklist")));
     ctx.insert("tasks_all_href", &href(&q, "work", None));
     let unfiltered = nonempty(&q.kind).is_none()
@@ -275,6 +283,7 @@ pub(super) async fn queue(
         && nonempty(&q.assignee).is_none()
         && nonempty(&q.overdue).is_none()
         && !filter.open_tasks
+        && !filter.open_steps
         && filter.after.is_none()
         && filter.email_hash.is_none();
     if unfiltered && tasks_n > 0 {
@@ -310,6 +319,7 @@ pub(super) async fn queue(
         "filtered",
         &(filter.kind.is_some()
             || filter.open_tasks
+            || filter.open_steps
             || filter.status.is_some()
             || filter.overdue_at.is_some()
             || filter.assignee != cases::Assignee::Anyone),
