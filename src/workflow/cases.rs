@@ -140,6 +140,7 @@ async fn send(
 #[allow(clippy::too_many_arguments)]
 async fn event(
     conn: &mut store::Conn,
+    key: &crate::crypto::AuditKey,
     now: i64,
     id: &str,
     actor: &str,
@@ -150,6 +151,7 @@ async fn event(
 ) -> WResult<()> {
     audit::record(
         conn,
+        key,
         now,
         audit::Event {
             request_id: Some(id),
@@ -178,6 +180,7 @@ pub async fn reject(state: &AppState, id: &str, actor: &str, reason: &str) -> WR
     let note = cases::add_note(&mut tx, id, actor, "reject_reason", reason, now).await?;
     event(
         &mut tx,
+        state.keys.audit(),
         now,
         id,
         actor,
@@ -205,6 +208,7 @@ pub async fn ask(state: &AppState, id: &str, actor: &str, message: &str) -> WRes
     let note = cases::add_note(&mut tx, id, actor, "info_request", message, now).await?;
     event(
         &mut tx,
+        state.keys.audit(),
         now,
         id,
         actor,
@@ -274,6 +278,7 @@ pub async fn extend(
     let note = cases::add_note(&mut tx, id, actor, "extension_reason", reason, now).await?;
     event(
         &mut tx,
+        state.keys.audit(),
         now,
         id,
         actor,
@@ -320,6 +325,7 @@ pub async fn reply(state: &AppState, id: &str, actor: &str, message: &str) -> WR
     };
     event(
         &mut tx,
+        state.keys.audit(),
         now,
         id,
         actor,
@@ -362,6 +368,7 @@ pub async fn assign(
     cases::set_assignee(&mut tx, id, assignee, now).await?;
     event(
         &mut tx,
+        state.keys.audit(),
         now,
         id,
         actor,
@@ -393,6 +400,7 @@ pub async fn note(state: &AppState, id: &str, actor: &str, body: &str) -> WResul
     let note = cases::add_note(&mut tx, id, actor, "note", body, now).await?;
     event(
         &mut tx,
+        state.keys.audit(),
         now,
         id,
         actor,
@@ -449,6 +457,7 @@ pub async fn tick_task(
     }
     event(
         &mut tx,
+        state.keys.audit(),
         now,
         id,
         actor,

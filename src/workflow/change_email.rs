@@ -113,6 +113,7 @@ pub async fn submit_new_email(state: &AppState, id: &str, raw_new: &str) -> WRes
     requests::set_data(&mut tx, id, &data, &[], None).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -182,6 +183,7 @@ pub async fn resend_new_code(state: &AppState, id: &str) -> WResult<()> {
     .await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -221,6 +223,7 @@ pub async fn verify_new_email(state: &AppState, id: &str, raw_code: &str) -> WRe
     }
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -274,6 +277,7 @@ pub async fn verify_new_email(state: &AppState, id: &str, raw_code: &str) -> WRe
             requests::set_data(&mut tx, id, &data, &["email_in_use"], None).await?;
             audit::record(
                 &mut tx,
+                state.keys.audit(),
                 now,
                 event(
                     id,
@@ -309,6 +313,7 @@ async fn finish_changed(
     requests::set_data(&mut tx, id, &req.data(), &[], Some("changed")).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -419,6 +424,7 @@ pub async fn start_lost_mailbox(
     requests::set_data(&mut tx, &started.id, &data, &[], None).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             &started.id,
@@ -479,6 +485,7 @@ async fn staff_change_lost_mailbox(
     let note = super::reason_note(&mut tx, id, actor, override_reason, now).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -497,6 +504,7 @@ async fn staff_change_lost_mailbox(
         requests::set_data(&mut tx, id, &data, &["email_in_use"], None).await?;
         audit::record(
             &mut tx,
+            state.keys.audit(),
             now,
             event(
                 id,
@@ -618,6 +626,7 @@ pub async fn choose(
     requests::set_data(&mut tx, id, &data, &["email_in_use"], None).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -798,7 +807,7 @@ pub async fn staff_execute(
     let note = super::reason_note(&mut tx, id, actor, override_reason, now).await?;
     audit::record(
         &mut tx,
-        now,
+        state.keys.audit(),now,
         event(
             id,
             actor,
@@ -827,6 +836,7 @@ pub async fn staff_execute(
     let mut tx = state.db.begin().await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         store::now(),
         event(
             id,

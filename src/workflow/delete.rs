@@ -110,6 +110,7 @@ pub async fn submit(state: &AppState, id: &str, input: &DeleteInput<'_>) -> WRes
                 .await?;
                 audit::record(
                     &mut tx,
+                    state.keys.audit(),
                     now,
                     event(
                         id,
@@ -152,6 +153,7 @@ async fn without_account(state: &AppState, req: &RequestRow) -> WResult<RequestR
     requests::set_data(&mut tx, id, &req.data(), &[], Some("other_systems")).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -253,6 +255,7 @@ pub(super) async fn knowledge_try(
     let mut tx = state.db.begin().await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         store::now(),
         event(id, "customer", "details_mismatch", None, None, detail),
     )
@@ -304,6 +307,7 @@ async fn escalate(
     requests::set_data(&mut tx, id, &data, &codes, None).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -408,6 +412,7 @@ async fn erase_and_complete(
     }
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -430,6 +435,7 @@ async fn erase_and_complete(
             requests::set_data(&mut tx, id, &req.data(), &["erasure_failed"], None).await?;
             audit::record(
                 &mut tx,
+                state.keys.audit(),
                 now,
                 event(
                     id,
@@ -469,6 +475,7 @@ async fn complete(
     requests::set_data(&mut tx, id, &data, &[], Some("erased")).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,

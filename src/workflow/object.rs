@@ -257,6 +257,7 @@ pub async fn submit(state: &AppState, id: &str, input: &ObjectInput<'_>) -> WRes
     requests::set_data(&mut tx, id, &data, reasons, outcome).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         audit::Event {
             request_id: Some(id),
@@ -351,6 +352,7 @@ pub async fn staff_accept(state: &AppState, id: &str, actor: &str) -> WResult<Re
     requests::set_data(&mut tx, id, &data, &reasons, Some("objection_accepted")).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         audit::Event {
             request_id: Some(id),
