@@ -56,7 +56,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let client_limiter = NonZeroU32::new(settings.client_rate_limit_per_minute)
         .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
     Ok(AppState {
-        intake: crate::workflow::intake::spawn_writers(db.clone()),
+        intake: crate::workflow::intake::spawn_writers(db.clone(), keys.clone()),
         queue_counts: Default::default(),
         pages: Default::default(),
         connector: systems.primary.clone(),

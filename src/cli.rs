@@ -196,11 +196,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = tool_settings()?;
             // Read-only: no migrations here.
             let db = store::Db::connect(&settings.database_url).await?;
-            let r = store::audit::verify_chain(&db).await?;
+            if !store::audit::has_hash_versions(&db).await {
+                anyhow::bail!("the database predates the keyed audit chain: run `privacy-portal migrate` first");
+            }
+            let keys = crate::crypto::Keys::derive(&settings.master_key());
+            let r = store::audit::verify_chain(&db, keys.audit()).await?;
             match r.broken {
                 None => {
+                    // Unkeyed events are named: a trail that is still all
+                    // unkeyed long after the upgrade was rewritten by
+                    // someone without the key.
+                    let unkeyed = if r.unkeyed > 0 {
+                        format!(" ({} of them before the chain was keyed)", r.unkeyed)
+                    } else {
+                        String::new()
+                    };
                     println!(
-                        "audit trail intact: {} events linked, {} written before the chain existed",
+                        "audit trail intact: {} events linked{unkeyed}, {} written before the chain existed",
                         r.checked, r.unchained
                     );
                     Ok(ExitCode::SUCCESS)
@@ -274,6 +286,7 @@ pub async fn staff_token(state: &AppState, raw_email: &str) -> anyhow::Result<St
     store::staff::add_token(&mut tx, &member.id, &state.keys.token_hash(&token), now).await?;
     store::audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         store::audit::Event {
             request_id: None,

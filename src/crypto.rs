@@ -22,6 +22,7 @@ pub struct Keys {
     cookie: SecretBox<[u8; 64]>,
     archive: SecretBox<[u8; 32]>,
     link: SecretBox<[u8; 32]>,
+    audit: AuditKey,
 }
 
 impl std::fmt::Debug for Keys {
@@ -52,6 +53,7 @@ impl Keys {
             cookie: SecretBox::new(Box::new(cookie)),
             archive: SecretBox::new(Box::new(derive32(master, "archive"))),
             link: SecretBox::new(Box::new(derive32(master, "link"))),
+            audit: AuditKey(SecretBox::new(Box::new(derive32(master, "audit")))),
         }
     }
 
@@ -89,6 +91,10 @@ impl Keys {
         )
     }
 
+    pub fn audit(&self) -> &AuditKey {
+        &self.audit
+    }
+
     pub fn cookie_key(&self) -> &[u8; 64] {
         self.cookie.expose_secret()
     }
@@ -115,6 +121,24 @@ impl Keys {
             .decrypt(XNonce::from_slice(&raw[..24]), &raw[24..])
             .ok()?;
         String::from_utf8(pt).ok()
+    }
+}
+
+/// The key of the audit chain: without it nobody who can write the
+/// database can recompute the chain after changing an event.
+pub struct AuditKey(SecretBox<[u8; 32]>);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(<redacted>)")
+    }
+}
+
+impl AuditKey {
+    /// A MAC over bytes the caller has already made unambiguous.
+    pub fn mac(&self) -> Hmac<Sha256> {
+        <HmacSha256 as Mac>::new_from_slice(self.0.expose_secret())
+            .expect("hmac takes any key length")
     }
 }
 

@@ -236,9 +236,10 @@ async fn a_burst_of_requests_is_stored_whole_and_limited_per_address() {
     let code = code_in(&app.mail.wait_for(&one.0, 1).await[0]);
     let (status, _) = verify(&app, &one.1, &code).await;
     assert_eq!(status, 200);
-    let chain = privacy_portal::store::audit::verify_chain(&app.state().db)
-        .await
-        .unwrap();
+    let chain =
+        privacy_portal::store::audit::verify_chain(&app.state().db, app.state().keys.audit())
+            .await
+            .unwrap();
     assert!(chain.broken.is_none(), "{chain:?}");
     assert!(chain.checked >= 56);
     app.stop().await;

@@ -675,34 +675,124 @@ async fn register_csv_shows_timeliness_without_personal_data() {
     app.stop().await;
 }
 
+/// `privacy-portal audit verify` against the test app's database, with `key`.
+fn audit_verify(app: &TestApp, key: &str) -> std::process::Output {
+    common::portal_bin()
+        .args(["audit", "verify"])
+        .env("PORTAL_DATABASE_URL", &app.database_url)
+        .env("PORTAL_SECRET_KEY", key)
+        .output()
+        .unwrap()
+}
+
+fn app_key(app: &TestApp) -> String {
+    use secrecy::ExposeSecret;
+    app.state().settings.secret_key.expose_secret().to_string()
+}
+
+async fn verify_chain(app: &TestApp) -> privacy_portal::store::audit::ChainReport {
+    privacy_portal::store::audit::verify_chain(&app.state().db, app.state().keys.audit())
+        .await
+        .unwrap()
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    seq: i64,
+    request_id: Option<String>,
+    at: i64,
+    actor: String,
+    action: String,
+    from_status: Option<String>,
+    to_status: Option<String>,
+    detail: String,
+}
+
+/// What someone who can write the database but has no key can do: rewrite
+/// the events from `from` on with the plain SHA-256 hash (the only one
+/// before the chain was keyed), each linked to the one before, marked as
+/// hash `version`.
+async fn rewrite_unkeyed(app: &TestApp, from: i64, version: i64) {
+    let db = app.state().db.write();
+    let mut prev: String = sqlx::query_scalar(
+        "SELECT COALESCE((SELECT hash FROM audit_events WHERE seq < $1 ORDER BY seq DESC LIMIT 1), '')",
+    )
+    .bind(from)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    let rows: Vec<AuditRow> = sqlx::query_as(
+        "SELECT seq, request_id, at, actor, action, from_status, to_status, detail \
+         FROM audit_events WHERE seq >= $1 ORDER BY seq",
+    )
+    .bind(from)
+    .fetch_all(db)
+    .await
+    .unwrap();
+    for r in rows {
+        let hash =
+            privacy_portal::store::audit::unkeyed_hash(&privacy_portal::store::audit::Hashed {
+                prev: &prev,
+                request_id: r.request_id.as_deref(),
+                at: r.at,
+                actor: &r.actor,
+                action: &r.action,
+                from_status: r.from_status.as_deref(),
+                to_status: r.to_status.as_deref(),
+                detail: &r.detail,
+            });
+        sqlx::query(
+            "UPDATE audit_events SET prev_hash = $1, hash = $2, hash_version = $3 WHERE seq = $4",
+        )
+        .bind(&prev)
+        .bind(&hash)
+        .bind(version)
+        .bind(r.seq)
+        .execute(db)
+        .await
+        .unwrap();
+        prev = hash;
+    }
+}
+
+async fn first_seq(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT MIN(seq) FROM audit_events")
+        .fetch_one(app.state().db.read())
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_verify_detects_a_modified_row() {
     let app = TestApp::spawn().await;
     let id = question(&app, "anna@example.nl", "nl", "Vraag").await;
-    let r = privacy_portal::store::audit::verify_chain(&app.state().db)
-        .await
-        .unwrap();
+    let r = verify_chain(&app).await;
     assert!(r.broken.is_none());
     assert!(r.checked >= 3);
+    assert_eq!(r.unkeyed, 0, "new events are keyed");
 
-    let bin = env!("CARGO_BIN_EXE_privacy-portal");
-    let run = || {
-        std::process::Command::new(bin)
-            .args(["audit", "verify"])
-            .env("PORTAL_DATABASE_URL", &app.database_url)
-            .env("PORTAL_SECRET_KEY", "ab".repeat(32))
-            .env_remove("PORTAL_SMTP_URL")
-            .env_remove("PORTAL_CONFIG")
-            .output()
-            .unwrap()
-    };
-    let out = run();
+    let out = audit_verify(&app, &app_key(&app));
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("intact"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("intact"), "{said}");
+    assert!(!said.contains("before the chain was keyed"), "{said}");
+
+    // Another key: said plainly, at the very first event.
+    let out = audit_verify(&app, &"ab".repeat(32));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "event {}: the chain does not verify with this key",
+            first_seq(&app).await
+        )),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 
     let seq: i64 = sqlx::query_scalar(
         "SELECT seq FROM audit_events WHERE request_id = $1 AND action = 'verified'",
@@ -716,15 +806,126 @@ async fn audit_verify_detects_a_modified_row() {
         .execute(app.state().db.write())
         .await
         .unwrap();
-    let r = privacy_portal::store::audit::verify_chain(&app.state().db)
-        .await
-        .unwrap();
-    assert_eq!(r.broken.map(|b| b.0), Some(seq));
-    let out = run();
+    assert_eq!(verify_chain(&app).await.broken.map(|b| b.0), Some(seq));
+    let out = audit_verify(&app, &app_key(&app));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("event {seq}")), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    app.stop().await;
+}
+
+/// Without the key, recomputing the hashes after an edit no longer helps:
+/// neither as keyed events nor passed off as events from before the key.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_with_the_unkeyed_hashes_recomputed_is_detected() {
+    let app = TestApp::spawn().await;
+    let id = question(&app, "anna@example.nl", "nl", "Vraag").await;
+    let seq: i64 = sqlx::query_scalar(
+        "SELECT seq FROM audit_events WHERE request_id = $1 AND action = 'verified'",
+    )
+    .bind(&id)
+    .fetch_one(app.state().db.read())
+    .await
+    .unwrap();
+    assert!(seq > first_seq(&app).await, "a keyed event comes before it");
+    sqlx::query("UPDATE audit_events SET actor = 'staff:someone-else' WHERE seq = $1")
+        .bind(seq)
+        .execute(app.state().db.write())
+        .await
+        .unwrap();
+
+    rewrite_unkeyed(&app, seq, 2).await;
+    let r = verify_chain(&app).await;
+    assert_eq!(
+        r.broken,
+        Some((seq, "content was changed after it was written")),
+        "{r:?}"
+    );
+    let out = audit_verify(&app, &app_key(&app));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("event {seq}")), "{err}");
+
+    rewrite_unkeyed(&app, seq, 1).await;
+    let r = verify_chain(&app).await;
+    assert_eq!(r.broken.map(|b| b.0), Some(seq), "{r:?}");
+    assert!(r.broken.unwrap().1.contains("without the key"), "{r:?}");
+    let out = audit_verify(&app, &app_key(&app));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("event {seq}")));
+    app.stop().await;
+}
+
+/// A trail written before the chain was keyed (plain SHA-256, version 1)
+/// still verifies, and the keyed events after it link on to it; the switch
+/// happens once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unkeyed_trail_from_before_the_upgrade_verifies_with_the_keyed_events_after_it() {
+    let app = TestApp::spawn().await;
+    question(&app, "anna@example.nl", "nl", "Vraag").await;
+    // What the portal wrote before the upgrade: every event so far.
+    rewrite_unkeyed(&app, i64::MIN, 1).await;
+    let old = verify_chain(&app).await;
+    assert!(old.broken.is_none(), "{old:?}");
+    assert!(old.checked >= 3);
+    assert_eq!(old.unkeyed, old.checked);
+
+    // After the upgrade: keyed events, the first linked to the old head.
+    question(&app, "bram@example.nl", "nl", "Nog een vraag").await;
+    let r = verify_chain(&app).await;
+    assert!(r.broken.is_none(), "{r:?}");
+    assert!(r.checked >= old.checked + 3);
+    assert_eq!(r.unkeyed, old.checked);
+    let out = audit_verify(&app, &app_key(&app));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!(
+            "({} of them before the chain was keyed)",
+            old.checked
+        )),
+        "{said}"
+    );
+
+    // An unkeyed event after keyed ones is one written without the key.
+    let (head, last): (String, i64) =
+        sqlx::query_as("SELECT hash, seq FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_one(app.state().db.read())
+            .await
+            .unwrap();
+    let at = privacy_portal::store::now();
+    let hash = privacy_portal::store::audit::unkeyed_hash(&privacy_portal::store::audit::Hashed {
+        prev: &head,
+        request_id: None,
+        at,
+        actor: "cli",
+        action: "staff_token_issued",
+        from_status: None,
+        to_status: None,
+        detail: "{}",
+    });
+    sqlx::query(
+        "INSERT INTO audit_events (request_id, at, actor, action, detail, prev_hash, hash, hash_version) \
+         VALUES (NULL, $1, 'cli', 'staff_token_issued', '{}', $2, $3, 1)",
+    )
+    .bind(at)
+    .bind(&head)
+    .bind(&hash)
+    .execute(app.state().db.write())
+    .await
+    .unwrap();
+    let r = verify_chain(&app).await;
+    let (seq, why) = r.broken.expect("the forged event is found");
+    assert!(seq > last, "{r:?}");
+    assert!(why.contains("without the key"), "{why}");
+    let out = audit_verify(&app, &app_key(&app));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("event {seq}")));
     app.stop().await;
 }
 

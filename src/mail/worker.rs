@@ -217,7 +217,16 @@ impl Worker {
         how: Unsent,
         why: &str,
     ) -> anyhow::Result<()> {
-        outbox::mark_unsent(&self.db, &m.id, token, how, why, store::now()).await?;
+        outbox::mark_unsent(
+            &self.db,
+            self.keys.audit(),
+            &m.id,
+            token,
+            how,
+            why,
+            store::now(),
+        )
+        .await?;
         Ok(())
     }
 

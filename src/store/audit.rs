@@ -4,9 +4,11 @@
 //! data — the request id links an event to its request, which is purged on
 //! schedule; free text written by staff lives in `case_notes`.
 
+use hmac::Mac;
 use sha2::{Digest, Sha256};
 
 use super::Conn;
+use crate::crypto::AuditKey;
 
 /// Serialises chain appends on PostgreSQL (any constant works; this one
 /// spells "audit" in ASCII).
@@ -21,49 +23,76 @@ pub struct Event<'a> {
     pub detail: serde_json::Value,
 }
 
-/// SHA-256 over the previous hash and every stored field, length-prefixed
-/// so that no two different events can encode alike.
-#[allow(clippy::too_many_arguments)]
-pub fn event_hash(
-    prev: &str,
-    request_id: Option<&str>,
-    at: i64,
-    actor: &str,
-    action: &str,
-    from_status: Option<&str>,
-    to_status: Option<&str>,
-    detail: &str,
-) -> String {
+/// What an event's hash covers: the previous hash and every stored field.
+pub struct Hashed<'a> {
+    pub prev: &'a str,
+    pub request_id: Option<&'a str>,
+    pub at: i64,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub from_status: Option<&'a str>,
+    pub to_status: Option<&'a str>,
+    pub detail: &'a str,
+}
+
+impl Hashed<'_> {
+    /// Length-prefixed, so that no two different events encode alike.
+    fn encode(&self, mut update: impl FnMut(&[u8])) {
+        let mut part = |p: Option<&[u8]>| match p {
+            None => update(&[0u8]),
+            Some(b) => {
+                update(&[1u8]);
+                update(&(b.len() as u64).to_be_bytes());
+                update(b);
+            }
+        };
+        part(Some(self.prev.as_bytes()));
+        part(self.request_id.map(str::as_bytes));
+        part(Some(&self.at.to_be_bytes()));
+        part(Some(self.actor.as_bytes()));
+        part(Some(self.action.as_bytes()));
+        part(self.from_status.map(str::as_bytes));
+        part(self.to_status.map(str::as_bytes));
+        part(Some(self.detail.as_bytes()));
+    }
+}
+
+/// Hash version 1: plain SHA-256, which anyone who can write the database
+/// can recompute after an edit. Only checked (events written before
+/// migration 0016), never written.
+pub fn unkeyed_hash(e: &Hashed<'_>) -> String {
     let mut h = Sha256::new();
     h.update(b"privacy-portal/audit/v1");
-    let mut part = |p: Option<&[u8]>| match p {
-        None => h.update([0u8]),
-        Some(b) => {
-            h.update([1u8]);
-            h.update((b.len() as u64).to_be_bytes());
-            h.update(b);
-        }
-    };
-    part(Some(prev.as_bytes()));
-    part(request_id.map(str::as_bytes));
-    part(Some(&at.to_be_bytes()));
-    part(Some(actor.as_bytes()));
-    part(Some(action.as_bytes()));
-    part(from_status.map(str::as_bytes));
-    part(to_status.map(str::as_bytes));
-    part(Some(detail.as_bytes()));
+    e.encode(|b| h.update(b));
     hex::encode(h.finalize())
 }
+
+/// Hash version 2: HMAC-SHA256 under the audit key derived from
+/// `PORTAL_SECRET_KEY`.
+pub fn keyed_hash(key: &AuditKey, e: &Hashed<'_>) -> String {
+    let mut mac = key.mac();
+    mac.update(b"privacy-portal/audit/v2");
+    e.encode(|b| mac.update(b));
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The hash version every new event is written with.
+const KEYED: i64 = 2;
+const UNKEYED: i64 = 1;
 
 /// Appends many events in one statement, chained in slice order (the
 /// intake writer's batch). `insert_rows` inserts in slice order, so `seq`
 /// follows the chain, which `audit verify` checks.
-pub async fn record_many(conn: &mut Conn, events: &[(i64, Event<'_>)]) -> sqlx::Result<()> {
+pub async fn record_many(
+    conn: &mut Conn,
+    key: &AuditKey,
+    events: &[(i64, Event<'_>)],
+) -> sqlx::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
     lock_chain(conn).await?;
-    let rows = chained(conn, events).await?;
+    let rows = chained(conn, key, events).await?;
     super::insert_rows(conn, &rows).await
 }
 
@@ -80,21 +109,25 @@ struct ChainedEvent<'e, 'a> {
 /// locked; they must be inserted in this transaction, in this order.
 async fn chained<'e, 'a>(
     conn: &mut Conn,
+    key: &AuditKey,
     events: &'e [(i64, Event<'a>)],
 ) -> sqlx::Result<Vec<ChainedEvent<'e, 'a>>> {
     let mut prev = chain_head(conn).await?;
     let mut rows = Vec::with_capacity(events.len());
     for (at, e) in events {
         let detail = e.detail.to_string();
-        let hash = event_hash(
-            &prev,
-            e.request_id,
-            *at,
-            e.actor,
-            e.action,
-            e.from_status,
-            e.to_status,
-            &detail,
+        let hash = keyed_hash(
+            key,
+            &Hashed {
+                prev: &prev,
+                request_id: e.request_id,
+                at: *at,
+                actor: e.actor,
+                action: e.action,
+                from_status: e.from_status,
+                to_status: e.to_status,
+                detail: &detail,
+            },
         );
         rows.push(ChainedEvent {
             at: *at,
@@ -110,7 +143,7 @@ async fn chained<'e, 'a>(
 
 impl super::InsertRow for ChainedEvent<'_, '_> {
     const INTO: &'static str = "INSERT INTO audit_events (request_id, at, actor, action, \
-        from_status, to_status, detail, prev_hash, hash)";
+        from_status, to_status, detail, prev_hash, hash, hash_version)";
     fn size(&self) -> usize {
         300 + self.detail.len()
     }
@@ -126,6 +159,7 @@ impl super::InsertRow for ChainedEvent<'_, '_> {
             self.detail.as_str().into(),
             self.prev.as_str().into(),
             self.hash.as_str().into(),
+            KEYED.into(),
         ]
     }
 }
@@ -154,8 +188,8 @@ async fn chain_head(conn: &mut Conn) -> sqlx::Result<String> {
     Ok(prev.flatten().unwrap_or_default())
 }
 
-pub async fn record(conn: &mut Conn, at: i64, e: Event<'_>) -> sqlx::Result<()> {
-    record_many(conn, &[(at, e)]).await
+pub async fn record(conn: &mut Conn, key: &AuditKey, at: i64, e: Event<'_>) -> sqlx::Result<()> {
+    record_many(conn, key, &[(at, e)]).await
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -191,31 +225,48 @@ struct ChainRow {
     detail: String,
     prev_hash: Option<String>,
     hash: Option<String>,
+    hash_version: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainReport {
     /// Events checked and found linked.
     pub checked: u64,
+    /// Of those, the ones linked without the key (written before migration
+    /// 0016). A trail that is all unkeyed after the upgrade was rewritten.
+    pub unkeyed: u64,
     /// Events written before the chain existed (migration 0003), not linked.
     pub unchained: u64,
     /// The first event whose link or content does not match, and why.
     pub broken: Option<(i64, &'static str)>,
 }
 
-/// Walks the whole trail in order and recomputes every link.
-pub async fn verify_chain(db: &super::Db) -> sqlx::Result<ChainReport> {
+/// Whether migration 0016 has run: `audit verify` migrates nothing.
+pub async fn has_hash_versions(db: &super::Db) -> bool {
+    sqlx::query("SELECT hash_version FROM audit_events LIMIT 1")
+        .fetch_optional(db.read())
+        .await
+        .is_ok()
+}
+
+/// Walks the whole trail in order and recomputes every link. Unkeyed
+/// events are accepted only before the first keyed one: the chain switches
+/// once, when the portal is upgraded; an unkeyed event after a keyed one
+/// is one that somebody without the key wrote.
+pub async fn verify_chain(db: &super::Db, key: &AuditKey) -> sqlx::Result<ChainReport> {
     let mut report = ChainReport {
         checked: 0,
+        unkeyed: 0,
         unchained: 0,
         broken: None,
     };
     let mut expected_prev: Option<String> = None;
+    let mut keyed_seen = false;
     let mut after = i64::MIN;
     loop {
         let rows: Vec<ChainRow> = sqlx::query_as(
-            "SELECT seq, request_id, at, actor, action, from_status, to_status, detail, prev_hash, hash \
-             FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT 5000",
+            "SELECT seq, request_id, at, actor, action, from_status, to_status, detail, prev_hash, hash, \
+             hash_version FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT 5000",
         )
         .bind(after)
         .fetch_all(db.read())
@@ -241,19 +292,52 @@ pub async fn verify_chain(db: &super::Db) -> sqlx::Result<ChainReport> {
                 ));
                 return Ok(report);
             }
-            let again = event_hash(
+            let fields = Hashed {
                 prev,
-                r.request_id.as_deref(),
-                r.at,
-                &r.actor,
-                &r.action,
-                r.from_status.as_deref(),
-                r.to_status.as_deref(),
-                &r.detail,
-            );
-            if again != hash {
-                report.broken = Some((r.seq, "content was changed after it was written"));
-                return Ok(report);
+                request_id: r.request_id.as_deref(),
+                at: r.at,
+                actor: &r.actor,
+                action: &r.action,
+                from_status: r.from_status.as_deref(),
+                to_status: r.to_status.as_deref(),
+                detail: &r.detail,
+            };
+            match r.hash_version {
+                UNKEYED if keyed_seen => {
+                    report.broken = Some((
+                        r.seq,
+                        "written without the key after the chain was keyed (an event was changed or inserted)",
+                    ));
+                    return Ok(report);
+                }
+                UNKEYED => {
+                    if unkeyed_hash(&fields) != hash {
+                        report.broken = Some((r.seq, "content was changed after it was written"));
+                        return Ok(report);
+                    }
+                    report.unkeyed += 1;
+                }
+                KEYED => {
+                    if !crate::crypto::ct_eq(&keyed_hash(key, &fields), hash) {
+                        // The first keyed event fails alike whether it was
+                        // changed or the key is not the server's; the wrong
+                        // key is by far the likelier.
+                        report.broken = Some((
+                            r.seq,
+                            if keyed_seen {
+                                "content was changed after it was written"
+                            } else {
+                                "the chain does not verify with this key: PORTAL_SECRET_KEY is not the key the server writes with, or this event was changed"
+                            },
+                        ));
+                        return Ok(report);
+                    }
+                    keyed_seen = true;
+                }
+                _ => {
+                    report.broken = Some((r.seq, "unknown hash version"));
+                    return Ok(report);
+                }
             }
             report.checked += 1;
             expected_prev = Some(hash.to_string());

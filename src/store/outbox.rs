@@ -225,6 +225,7 @@ impl Unsent {
 /// still send it; the others drop it.
 pub async fn mark_unsent(
     db: &Db,
+    key: &crate::crypto::AuditKey,
     id: &str,
     token: &str,
     how: Unsent,
@@ -252,6 +253,7 @@ pub async fn mark_unsent(
     };
     super::audit::record(
         &mut tx,
+        key,
         now,
         super::audit::Event {
             request_id: request_id.as_deref(),

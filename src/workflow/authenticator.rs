@@ -132,6 +132,7 @@ pub async fn confirm(
     .await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         audit::Event {
             request_id: Some(&req.id),
@@ -158,6 +159,7 @@ pub async fn remove(state: &AppState, req: &RequestRow) -> WResult<()> {
     forget(&mut tx, &acc.id).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         audit::Event {
             request_id: Some(&req.id),

@@ -144,6 +144,7 @@ async fn send(
 #[allow(clippy::too_many_arguments)]
 async fn event(
     conn: &mut store::Conn,
+    key: &crate::crypto::AuditKey,
     now: i64,
     id: &str,
     actor: &str,
@@ -154,6 +155,7 @@ async fn event(
 ) -> WResult<()> {
     audit::record(
         conn,
+        key,
         now,
         audit::Event {
             request_id: Some(id),
@@ -182,6 +184,7 @@ pub async fn reject(state: &AppState, id: &str, actor: &str, reason: &str) -> WR
     let note = cases::add_note(&mut tx, id, actor, "reject_reason", reason, now).await?;
     event(
         &mut tx,
+        state.keys.audit(),
         now,
         id,
         actor,
@@ -209,6 +212,7 @@ pub async fn ask(state: &AppState, id: &str, actor: &str, message: &str) -> WRes
     let note = cases::add_note(&mut tx, id, actor, "info_request", message, now).await?;
     event(
         &mut tx,
+        state.keys.audit(),
         now,
         id,
         actor,
@@ -278,6 +282,7 @@ pub async fn extend(
     let note = cases::add_note(&mut tx, id, actor, "extension_reason", reason, now).await?;
     event(
         &mut tx,
+        state.keys.audit(),
         now,
         id,
         actor,
@@ -324,6 +329,7 @@ pub async fn reply(state: &AppState, id: &str, actor: &str, message: &str) -> WR
     };
     event(
         &mut tx,
+        state.keys.audit(),
         now,
         id,
         actor,
@@ -366,6 +372,7 @@ pub async fn assign(
     cases::set_assignee(&mut tx, id, assignee, now).await?;
     event(
         &mut tx,
+        state.keys.audit(),
         now,
         id,
         actor,
@@ -397,6 +404,7 @@ pub async fn note(state: &AppState, id: &str, actor: &str, body: &str) -> WResul
     let note = cases::add_note(&mut tx, id, actor, "note", body, now).await?;
     event(
         &mut tx,
+        state.keys.audit(),
         now,
         id,
         actor,
@@ -453,6 +461,7 @@ pub async fn tick_task(
     }
     event(
         &mut tx,
+        state.keys.audit(),
         now,
         id,
         actor,

@@ -113,6 +113,7 @@ pub async fn submit_new_email(state: &AppState, id: &str, raw_new: &str) -> WRes
     requests::set_data(&mut tx, id, &data, &[], None).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -182,6 +183,7 @@ pub async fn resend_new_code(state: &AppState, id: &str) -> WResult<()> {
     .await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -221,6 +223,7 @@ pub async fn verify_new_email(state: &AppState, id: &str, raw_code: &str) -> WRe
     }
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -274,6 +277,7 @@ pub async fn verify_new_email(state: &AppState, id: &str, raw_code: &str) -> WRe
             requests::set_data(&mut tx, id, &data, &["email_in_use"], None).await?;
             audit::record(
                 &mut tx,
+                state.keys.audit(),
                 now,
                 event(
                     id,
@@ -309,6 +313,7 @@ async fn finish_changed(
     requests::set_data(&mut tx, id, &req.data(), &[], Some("changed")).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -432,6 +437,7 @@ pub async fn start_lost_mailbox(
     requests::set_data(&mut tx, &started.id, &data, &[], None).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             &started.id,
@@ -492,6 +498,7 @@ async fn staff_change_lost_mailbox(
     let note = super::reason_note(&mut tx, id, actor, override_reason, now).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -510,6 +517,7 @@ async fn staff_change_lost_mailbox(
         requests::set_data(&mut tx, id, &data, &["email_in_use"], None).await?;
         audit::record(
             &mut tx,
+            state.keys.audit(),
             now,
             event(
                 id,
@@ -631,6 +639,7 @@ pub async fn choose(
     requests::set_data(&mut tx, id, &data, &["email_in_use"], None).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -811,7 +820,7 @@ pub async fn staff_execute(
     let note = super::reason_note(&mut tx, id, actor, override_reason, now).await?;
     audit::record(
         &mut tx,
-        now,
+        state.keys.audit(),now,
         event(
             id,
             actor,
@@ -840,6 +849,7 @@ pub async fn staff_execute(
     let mut tx = state.db.begin().await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         store::now(),
         event(
             id,

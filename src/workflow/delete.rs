@@ -110,6 +110,7 @@ pub async fn submit(state: &AppState, id: &str, input: &DeleteInput<'_>) -> WRes
                 .await?;
                 audit::record(
                     &mut tx,
+                    state.keys.audit(),
                     now,
                     event(
                         id,
@@ -165,6 +166,7 @@ async fn without_account(state: &AppState, req: &RequestRow) -> WResult<RequestR
     requests::set_data(&mut tx, id, &req.data(), &[], Some("other_systems")).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -266,6 +268,7 @@ pub(super) async fn knowledge_try(
     let mut tx = state.db.begin().await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         store::now(),
         event(id, "customer", "details_mismatch", None, None, detail),
     )
@@ -318,6 +321,7 @@ async fn escalate(
     requests::set_data(&mut tx, id, &data, &codes, None).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -426,6 +430,7 @@ async fn erase_and_complete(
     }
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -480,6 +485,7 @@ async fn complete(
     requests::set_data(&mut tx, id, &data, &[], Some("erased")).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,

@@ -85,6 +85,7 @@ pub async fn submit(state: Arc<AppState>, id: &str) -> WResult<RequestRow> {
         requests::set_data(&mut tx, id, &req.data(), &[], Some("no_data")).await?;
         audit::record(
             &mut tx,
+            state.keys.audit(),
             now,
             event(
                 id,
@@ -129,6 +130,7 @@ pub async fn submit(state: Arc<AppState>, id: &str) -> WResult<RequestRow> {
     exports::insert_job(&mut tx, id, &acc.id, now).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -291,6 +293,7 @@ async fn failed(state: &AppState, job: &Job) -> WResult<()> {
         }
         audit::record(
             &mut tx,
+            state.keys.audit(),
             now,
             event(
                 id,
@@ -308,19 +311,26 @@ async fn failed(state: &AppState, job: &Job) -> WResult<()> {
     if !exports::end_job(&mut tx, id, &job.lease).await? {
         return Ok(());
     }
-    escalate(&mut tx, id, job.attempts, now).await?;
+    escalate(&mut tx, state.keys.audit(), id, job.attempts, now).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Staff take over an export that cannot be built (visible in the queue
 /// with the reason `export_failed`).
-async fn escalate(tx: &mut store::Conn, id: &str, attempts: i64, now: i64) -> WResult<()> {
+async fn escalate(
+    tx: &mut store::Conn,
+    key: &crate::crypto::AuditKey,
+    id: &str,
+    attempts: i64,
+    now: i64,
+) -> WResult<()> {
     let req = verification::load(tx, id).await?;
     requests::set_status(tx, id, Status::Processing, Status::Escalated, now).await?;
     requests::set_data(tx, id, &req.data(), &["export_failed"], None).await?;
     audit::record(
         tx,
+        key,
         now,
         event(
             id,
@@ -354,6 +364,7 @@ async fn adopt_unjobbed(state: &AppState) -> WResult<usize> {
                 }
                 audit::record(
                     &mut tx,
+                    state.keys.audit(),
                     now,
                     event(
                         &id,
@@ -366,7 +377,7 @@ async fn adopt_unjobbed(state: &AppState) -> WResult<usize> {
                 )
                 .await?;
             }
-            None => escalate(&mut tx, &id, 0, now).await?,
+            None => escalate(&mut tx, state.keys.audit(), &id, 0, now).await?,
         }
         tx.commit().await?;
         n += 1;
@@ -554,6 +565,7 @@ async fn deliver(state: &AppState, req: &RequestRow, job: &Job, size: u64) -> WR
     requests::set_data(&mut tx, id, &data, &[], Some("archive_ready")).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -678,6 +690,7 @@ pub async fn record_download(state: &AppState, id: &str, channel: &str) -> WResu
     let mut tx = state.db.begin().await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         store::now(),
         event(
             id,
@@ -745,6 +758,7 @@ pub async fn check_download_code(state: &AppState, id: &str, raw_code: &str) -> 
     }
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             id,
@@ -784,6 +798,7 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<usize> {
         }
         audit::record(
             &mut tx,
+            state.keys.audit(),
             now,
             event(
                 id,

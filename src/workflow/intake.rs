@@ -240,7 +240,7 @@ impl IntakeQueue {
 /// SQLite has one writer, as it allows only one at a time. While jobs keep
 /// coming a writer keeps its connection; on SQLite the WAL is synced by the
 /// flusher task while the next batch is written (see `store::writer`).
-pub fn spawn_writers(db: store::Db) -> IntakeQueue {
+pub fn spawn_writers(db: store::Db, keys: std::sync::Arc<crate::crypto::Keys>) -> IntakeQueue {
     let deferred = Deferred::for_db(&db);
     let flusher = deferred.clone().map(spawn_flusher);
     let n = match db.backend {
@@ -249,13 +249,14 @@ pub fn spawn_writers(db: store::Db) -> IntakeQueue {
     };
     IntakeQueue {
         writers: (0..n)
-            .map(|_| spawn_writer(db.clone(), deferred.clone(), flusher.clone()))
+            .map(|_| spawn_writer(db.clone(), keys.clone(), deferred.clone(), flusher.clone()))
             .collect(),
     }
 }
 
 fn spawn_writer(
     db: store::Db,
+    keys: std::sync::Arc<crate::crypto::Keys>,
     deferred: Option<Deferred>,
     flusher: Option<tokio::sync::mpsc::UnboundedSender<Committed>>,
 ) -> tokio::sync::mpsc::Sender<IntakeJob> {
@@ -274,7 +275,7 @@ fn spawn_writer(
             };
             while next.is_some() {
                 let batch = collect(next.take(), &mut rx);
-                let outcome = write_batch(writer.conn(), &batch).await;
+                let outcome = write_batch(writer.conn(), keys.audit(), &batch).await;
                 // The whole batch failed (the database, not a limit): give
                 // the connection back, so the pool tests it and replaces
                 // it if it is broken, rather than failing the next batches
@@ -383,12 +384,16 @@ fn spawn_flusher(deferred: Deferred) -> tokio::sync::mpsc::UnboundedSender<Commi
 /// table, so the writer's time per request is mostly the database's own work.
 /// One result per job: a refusal (too many codes for the address) affects
 /// that job alone; a database error fails the batch, and nobody gets a 202.
-async fn write_batch(conn: &mut store::Conn, batch: &[IntakeJob]) -> Vec<WResult<()>> {
+async fn write_batch(
+    conn: &mut store::Conn,
+    key: &crate::crypto::AuditKey,
+    batch: &[IntakeJob],
+) -> Vec<WResult<()>> {
     let mut tx = match sqlx::Connection::begin(&mut *conn).await {
         Ok(tx) => tx,
         Err(e) => return fail_all(batch.len(), &e),
     };
-    let results = match write_all(&mut tx, batch).await {
+    let results = match write_all(&mut tx, key, batch).await {
         Ok(r) => r,
         Err(e) => return fail_all(batch.len(), e.as_ref()),
     };
@@ -398,7 +403,11 @@ async fn write_batch(conn: &mut store::Conn, batch: &[IntakeJob]) -> Vec<WResult
     }
 }
 
-async fn write_all(tx: &mut store::Conn, batch: &[IntakeJob]) -> anyhow::Result<Vec<WResult<()>>> {
+async fn write_all(
+    tx: &mut store::Conn,
+    key: &crate::crypto::AuditKey,
+    batch: &[IntakeJob],
+) -> anyhow::Result<Vec<WResult<()>>> {
     // Within one instance an address always goes to the same writer
     // (`IntakeQueue`); across instances the address locks below keep two
     // batches from counting one address at once. The audit chain's lock is taken last, by `record_many`,
@@ -473,7 +482,7 @@ async fn write_all(tx: &mut store::Conn, batch: &[IntakeJob]) -> anyhow::Result<
             )
         })
         .collect();
-    audit::record_many(tx, &events).await?;
+    audit::record_many(tx, key, &events).await?;
     Ok(results)
 }
 
@@ -510,7 +519,7 @@ pub async fn start_verified(
     .await?;
     audit::record(
         &mut tx,
-        now,
+        state.keys.audit(),now,
         audit::Event {
             request_id: Some(&id),
             actor: "customer",
@@ -541,6 +550,7 @@ pub async fn start_verified(
     .await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         audit::Event {
             request_id: Some(&id),

@@ -270,6 +270,7 @@ pub(crate) async fn other_systems_task(
     crate::store::tasks::insert(conn, id, kind, &checklist, due_at, now).await?;
     crate::store::audit::record(
         conn,
+        state.keys.audit(),
         now,
         event(
             id,

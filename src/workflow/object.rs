@@ -259,6 +259,7 @@ pub async fn submit(state: &AppState, id: &str, input: &ObjectInput<'_>) -> WRes
         super::steps::plan_stop(state, &mut tx, id, &req.email, &keys(&now_stop), now).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         audit::Event {
             request_id: Some(id),
@@ -361,6 +362,7 @@ pub async fn staff_accept(state: &AppState, id: &str, actor: &str) -> WResult<Re
         super::steps::plan_stop(state, &mut tx, id, &req.email, &keys(&pending), now).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         audit::Event {
             request_id: Some(id),

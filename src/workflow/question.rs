@@ -52,6 +52,7 @@ pub async fn submit(state: &AppState, id: &str, message: &str) -> WResult<Reques
     requests::set_status(&mut tx, id, Status::Verified, Status::Escalated, now).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         audit::Event {
             request_id: Some(id),

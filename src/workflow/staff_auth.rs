@@ -206,6 +206,7 @@ pub async fn add(state: &AppState, raw_email: &str, role: &str, by: &str) -> WRe
     .await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         staff_event(
             by,
@@ -254,6 +255,7 @@ pub async fn reset_login(state: &AppState, id: &str, by: &str) -> WResult<String
     }
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         staff_event(by, "staff_login_reset", serde_json::json!({"staff_id": id})),
     )
@@ -271,6 +273,7 @@ pub async fn logout(state: &AppState, id: &str) -> WResult<()> {
     }
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         staff_event(&actor(id), "staff_logout", serde_json::json!({})),
     )
@@ -287,6 +290,7 @@ pub async fn set_disabled(state: &AppState, id: &str, disabled: bool, by: &str) 
     }
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         staff_event(
             by,
@@ -454,6 +458,7 @@ pub async fn enrol_finish(
     staff::forget_login_failures(&mut tx, &failure_key(state, &e.email)).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         staff_event(
             &actor(&e.id),
@@ -512,6 +517,7 @@ pub async fn login(
             let (failures, locked_seconds) = count_failure(&mut tx, &key, now).await?;
             audit::record(
                 &mut tx,
+                state.keys.audit(),
                 now,
                 staff_event(
                     &actor,
@@ -527,6 +533,7 @@ pub async fn login(
     staff::forget_login_failures(&mut tx, &key).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         staff_event(&actor(&m.id), "staff_login", serde_json::json!({})),
     )

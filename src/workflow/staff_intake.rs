@@ -98,7 +98,7 @@ pub async fn start(state: &AppState, input: &Input<'_>, actor: &str) -> WResult<
     .await?;
     audit::record(
         &mut tx,
-        now,
+        state.keys.audit(),now,
         audit::Event {
             request_id: Some(&id),
             actor,

@@ -261,6 +261,7 @@ async fn run_step(state: &AppState, step: StepRow) -> anyhow::Result<bool> {
         };
         audit::record(
             &mut tx,
+            state.keys.audit(),
             now,
             event(
                 &step.request_id,
@@ -599,6 +600,7 @@ pub async fn staff_retry(
     }
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             request_id,
@@ -660,6 +662,7 @@ pub async fn staff_complete(
     let note = super::reason_note(&mut tx, request_id, actor, Some(reason), now).await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         event(
             request_id,

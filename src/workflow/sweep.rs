@@ -69,6 +69,7 @@ pub async fn run(state: &AppState) -> anyhow::Result<SweepReport> {
         }
         audit::record(
             &mut tx,
+            state.keys.audit(),
             now,
             audit::Event {
                 request_id: Some(&id),
@@ -145,6 +146,7 @@ async fn remind(state: &AppState, now: i64) -> anyhow::Result<usize> {
         .await?;
         audit::record(
             &mut tx,
+            state.keys.audit(),
             now,
             audit::Event {
                 request_id: Some(&req.id),
@@ -183,6 +185,7 @@ async fn expire(
     }
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         audit::Event {
             request_id: Some(&req.id),

@@ -83,6 +83,7 @@ pub(crate) async fn attempt(
         }
         audit::record(
             tx,
+            state.keys.audit(),
             now,
             audit::Event {
                 request_id: Some(id),
@@ -164,7 +165,7 @@ pub async fn check_code(state: &AppState, id: &str, raw_code: &str) -> WResult<V
     .await?;
     audit::record(
         &mut tx,
-        now,
+        state.keys.audit(),now,
         audit::Event {
             request_id: Some(id),
             actor: "customer",
@@ -177,20 +178,26 @@ pub async fn check_code(state: &AppState, id: &str, raw_code: &str) -> WResult<V
     .await?;
     // A lost-mailbox case: the new address is now proven; support takes it from here.
     if super::is_lost_mailbox(&req) {
-        to_support(&mut tx, &req, now).await?;
+        to_support(&mut tx, state.keys.audit(), &req, now).await?;
     }
     tx.commit().await?;
     state.metrics.verification("ok");
     Ok(Verified { token })
 }
 
-async fn to_support(tx: &mut store::Conn, req: &RequestRow, now: i64) -> WResult<()> {
+async fn to_support(
+    tx: &mut store::Conn,
+    key: &crate::crypto::AuditKey,
+    req: &RequestRow,
+    now: i64,
+) -> WResult<()> {
     requests::set_status(tx, &req.id, Status::Verified, Status::Escalated, now).await?;
     let mut data = req.data();
     data["proofs"]["new"] = serde_json::json!({"method": "email_code", "at": now});
     requests::set_data(tx, &req.id, &data, &["lost_mailbox"], None).await?;
     audit::record(
         tx,
+        key,
         now,
         audit::Event {
             request_id: Some(&req.id),
@@ -244,6 +251,7 @@ pub async fn resend(state: &AppState, id: &str) -> WResult<()> {
     .await?;
     audit::record(
         &mut tx,
+        state.keys.audit(),
         now,
         audit::Event {
             request_id: Some(id),

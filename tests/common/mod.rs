@@ -179,6 +179,34 @@ pub fn code_in(mail: &Mail) -> String {
     re.captures(&mail.text).expect("a code line in the mail")[1].to_string()
 }
 
+// ---------- waiting ----------
+
+/// How long [`eventually`] waits: generous, as CI runs many servers at
+/// once on two cores.
+pub const EVENTUALLY: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it returns `Ok`, for what background work (the mail
+/// worker, the sweeper) does in its own time. A fixed sleep is either too
+/// short on a busy machine or wasted on an idle one. Fails after
+/// [`EVENTUALLY`] naming `what` and the last thing `check` saw.
+pub async fn eventually<T, E, F, Fut>(what: &str, mut check: F) -> T
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) if tokio::time::Instant::now() >= deadline => {
+                panic!("not within {EVENTUALLY:?}: {what}; last seen: {last:?}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 // ---------- database ----------
 
 pub fn postgres_url() -> Option<String> {
