@@ -139,7 +139,9 @@ impl Control {
         self.shared.pending_polls.store(polls, Ordering::Relaxed);
     }
 
-    /// Delays every answer (to test the portal's timeouts).
+    /// Delays every call before it is handled (to test the portal's
+    /// timeouts). The call is still carried out after the delay, like a slow
+    /// server whose answer arrives after the portal gave up.
     pub fn set_delay(&self, delay: Duration) {
         self.shared
             .delay_ms
