@@ -48,6 +48,21 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The company's systems (`[[connectors]]`): check before go-live.
+    Connectors {
+        #[command(subcommand)]
+        command: ConnectorsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConnectorsCommand {
+    /// Reach every system (a signed `ping`; SMTP for email systems); one
+    /// line each, exit 1 when any fails.
+    Check,
+    /// What each system holds for EMAIL (counts per category, blockers,
+    /// consents); changes nothing; audited.
+    Preview { email: String },
 }
 
 #[derive(Subcommand)]
@@ -245,6 +260,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Connectors { command } => {
+            let state = crate::build_state(tool_settings()?).await?;
+            match command {
+                ConnectorsCommand::Check => {
+                    let lines = connectors_check(&state).await;
+                    for (line, _) in &lines {
+                        println!("{line}");
+                    }
+                    Ok(if lines.iter().all(|(_, ok)| *ok) {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    })
+                }
+                ConnectorsCommand::Preview { email } => {
+                    let lines = crate::workflow::connectors::preview(&state, &email).await?;
+                    for line in lines {
+                        println!("{line}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
         Command::Purge => {
             let state = crate::build_state(tool_settings()?).await?;
             let r = crate::workflow::sweep::run(&state).await?;
@@ -255,6 +293,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One line per system with what works, and whether it does.
+pub async fn connectors_check(state: &AppState) -> Vec<(String, bool)> {
+    crate::workflow::connectors::check(state).await
 }
 
 pub async fn add_staff(state: &AppState, raw_email: &str, role: &str) -> anyhow::Result<String> {

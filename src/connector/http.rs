@@ -256,8 +256,15 @@ impl HttpSystem {
             subject.put(&mut b);
             ("erase", b)
         };
-        let (status, v) = self.call_once(op, webhook_id, &body).await?;
-        parse_erasure(status, &v)
+        match self.call_once(op, webhook_id, &body).await {
+            Ok((status, v)) => parse_erasure(status, &v),
+            // The system forgot the erasure it was running (a restore, a
+            // new deployment): ask again; `request_id` keeps it to one run.
+            Err(CallError::Unsupported(_)) if poll => {
+                Box::pin(self.erase(subject, request_id, webhook_id, false)).await
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn change_email(
@@ -499,6 +506,21 @@ impl Connector for HttpSystem {
             request_id,
             &step_id(request_id, "erase"),
             false,
+        )
+        .await?)
+    }
+
+    async fn erase_status(
+        &self,
+        acc: &AccountRef,
+        request_id: &str,
+    ) -> anyhow::Result<EraseOutcome> {
+        Ok(HttpSystem::erase(
+            self,
+            &Subject::Account(acc.id.clone()),
+            request_id,
+            &step_id(request_id, "erase"),
+            true,
         )
         .await?)
     }

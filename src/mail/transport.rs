@@ -154,6 +154,19 @@ impl Smtp {
         }
     }
 
+    /// Whether the server greets, says EHLO back (and does STARTTLS when
+    /// the URL asks for it); for `connectors check`.
+    pub async fn check(&self) -> Result<(), &'static str> {
+        let transport = self.builder.clone().build::<Tokio1Executor>();
+        match tokio::time::timeout(self.send_timeout, transport.test_connection()).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err("smtp_refused"),
+            Ok(Err(e)) if e.is_tls() => Err("smtp_tls"),
+            Ok(Err(_)) => Err("smtp_unreachable"),
+            Err(_) => Err("smtp_timeout"),
+        }
+    }
+
     /// A send cut off mid-dialogue leaves its connection to lettre's pool
     /// at an unknown point of the SMTP conversation (lettre marks it broken
     /// only on errors it sees itself); later mail must not go over it, so

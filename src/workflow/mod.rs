@@ -4,6 +4,7 @@
 pub mod authenticator;
 pub mod cases;
 pub mod change_email;
+pub mod connectors;
 pub mod customer_card;
 pub mod delete;
 pub mod digest;

@@ -34,8 +34,6 @@ pub const STOP: &str = "stop";
 
 /// A step runs at most this long before another worker may take it.
 const LEASE_SECS: i64 = 120;
-/// How soon a `pending` (202) erasure is asked about again.
-const POLL_SECS: i64 = 5;
 
 /// Plans an erasure on every system: the primary's step (with the blocker
 /// check when it has not been made yet) and the others waiting for it.
@@ -211,7 +209,9 @@ async fn run_step(state: &AppState, step: StepRow) -> anyhow::Result<bool> {
     let (status, result, error, next_at) = match outcome {
         Ok(Done::Finished(v)) => (StepStatus::Done, Some(v), None, now),
         Ok(Done::Skipped(why)) => (StepStatus::Skipped, None, Some(why.to_string()), now),
-        Ok(Done::Polling(v)) => (StepStatus::Polling, Some(v), None, now + POLL_SECS),
+        // A 202 erasure (or a queued instruction mail) is asked about again
+        // after the first retry interval.
+        Ok(Done::Polling(v)) => (StepStatus::Polling, Some(v), None, now + backoff(state, 0)),
         Ok(Done::Blocked(blockers)) => {
             steps::remove_unsettled(&mut tx, &step.request_id, ERASE).await?;
             tx.commit().await?;

@@ -1,0 +1,571 @@
+//! Connectors end to end: the portal acting on the company's own systems
+//! over real HTTP — the reference company API (`reference-company/`) as the
+//! primary shop and as a newsletter tool, plus a courier told by mail.
+
+mod common;
+
+use std::io::Read;
+
+use common::{eventually, TestApp};
+use reference_company as refco;
+use serde_json::{json, Value};
+
+struct Company {
+    app: TestApp,
+    shop: refco::Running,
+    news: refco::Running,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Options {
+    async_erase: bool,
+    /// The newsletter tool is configured with a secret it does not share.
+    wrong_news_secret: bool,
+}
+
+fn secret() -> String {
+    format!("whsec_{}", {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(rand_bytes())
+    })
+}
+
+fn rand_bytes() -> [u8; 24] {
+    let mut b = [0u8; 24];
+    for (i, x) in uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .take(24)
+        .enumerate()
+    {
+        b[i] = *x;
+    }
+    b
+}
+
+async fn company(opts: Options) -> Company {
+    let dir = tempfile::tempdir().unwrap();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let (shop_env, news_env) = (format!("SHOP_SECRET_{tag}"), format!("NEWS_SECRET_{tag}"));
+    let (shop_secret, news_secret) = (secret(), secret());
+    // Each test has its own variable names, so tests in parallel never
+    // read each other's secrets.
+    std::env::set_var(&shop_env, &shop_secret);
+    std::env::set_var(
+        &news_env,
+        if opts.wrong_news_secret {
+            secret()
+        } else {
+            news_secret.clone()
+        },
+    );
+
+    let shop_db = dir.path().join("shop.db");
+    let mut cfg = refco::Config::new(
+        shop_db.clone(),
+        refco::signature::decode_secret(&shop_secret).unwrap(),
+    );
+    cfg.async_erase = opts.async_erase;
+    let seed = privacy_portal::demo::customers()
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    refco::import_jsonl(&shop_db, &seed).await.unwrap();
+    let shop = refco::start(cfg, "127.0.0.1:0").await.unwrap();
+
+    let news_db = dir.path().join("news.db");
+    refco::import_jsonl(
+        &news_db,
+        &[
+            json!({"email": "anna@example.nl", "consents": {"newsletter": true}}),
+            json!({"email": "emma@example.com", "consents": {"newsletter": true}}),
+        ]
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n"),
+    )
+    .await
+    .unwrap();
+    let news = refco::start(
+        refco::Config::new(
+            news_db,
+            refco::signature::decode_secret(&news_secret).unwrap(),
+        ),
+        "127.0.0.1:0",
+    )
+    .await
+    .unwrap();
+
+    let systems = format!(
+        r#"
+[[connectors]]
+id = "shop"
+name = {{ nl = "Webwinkel", sv = "Webbutik", en = "Web shop" }}
+kind = "http"
+primary = true
+url = "{shop}"
+secret_env = "{shop_env}"
+timeout_seconds = 5
+
+[[connectors]]
+id = "newsletter"
+name = {{ nl = "Nieuwsbrief", sv = "Nyhetsbrev", en = "Newsletter" }}
+kind = "http"
+url = "{news}"
+secret_env = "{news_env}"
+consent_keys = ["newsletter"]
+
+[[connectors]]
+id = "courier"
+name = {{ nl = "Bezorgdienst", sv = "Budfirma", en = "Courier" }}
+kind = "email"
+to = "privacy@courier.example"
+language = "en"
+"#,
+        shop = shop.url(),
+        news = news.url(),
+    );
+    let file = format!("{}\n{systems}", privacy_portal::config::DEMO_COMPANY_TOML);
+    let company = privacy_portal::config::parse_company(&file, "test").unwrap();
+    let app = TestApp::spawn_with(move |s| s.company = company).await;
+    Company {
+        app,
+        shop,
+        news,
+        _dir: dir,
+    }
+}
+
+async fn submit(app: &TestApp, id: &str, token: &str, body: Value) -> (u16, Value) {
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/requests/{id}/submit")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap())
+}
+
+async fn status_of(app: &TestApp, id: &str, token: &str) -> Value {
+    app.client
+        .get(app.url(&format!("/api/v1/requests/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn staff_case(app: &TestApp, staff: &str, id: &str) -> Value {
+    app.client
+        .get(app.url(&format!("/api/v1/staff/cases/{id}")))
+        .bearer_auth(staff)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn step<'a>(case: &'a Value, system: &str) -> &'a Value {
+    case["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["system"] == system)
+        .unwrap_or_else(|| panic!("no step for {system}: {case}"))
+}
+
+async fn wait_status(app: &TestApp, id: &str, token: &str, want: &str) -> Value {
+    eventually(&format!("request {want}"), || async {
+        let v = status_of(app, id, token).await;
+        if v["status"] == want {
+            Ok(v)
+        } else {
+            Err(v)
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erasure_reaches_every_system_and_the_proof_says_what_each_did() {
+    let c = company(Options::default()).await;
+    let app = &c.app;
+    let email = "anna@example.nl";
+    let account = c
+        .shop
+        .control
+        .account_by_email(email)
+        .await
+        .unwrap()
+        .unwrap();
+    let (id, token) = app.verified("delete", email, "nl").await;
+    // The company compares the details; a wrong house number is refused.
+    let (status, body) = submit(
+        app,
+        &id,
+        &token,
+        json!({"postcode": "1012 AB", "house_number": "13", "confirm": true}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("details_mismatch"))
+    );
+    let (status, body) = submit(
+        app,
+        &id,
+        &token,
+        json!({"postcode": "1012ab", "house_number": "12", "confirm": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    wait_status(app, &id, &token, "completed").await;
+
+    // Erased in the shop, exactly once, and in the newsletter tool.
+    assert!(c.shop.control.is_erased(&account).await.unwrap());
+    assert_eq!(c.shop.control.customer_email(&account).await.unwrap(), None);
+    assert_eq!(c.shop.control.erasures_executed(&id), 1);
+    assert_eq!(c.news.control.account_by_email(email).await.unwrap(), None);
+    assert_eq!(c.news.control.erasures_executed(&id), 1);
+    // The courier was instructed by mail, in English, naming the customer.
+    let courier = app.mail.wait_for("privacy@courier.example", 1).await;
+    assert!(courier[0].text.contains(email), "{}", courier[0].text);
+    assert!(courier[0].text.contains("erase all personal data"));
+
+    // The proof lists each system with what that system reported.
+    let mails = app.mail.wait_for(email, 2).await;
+    let proof = &mails.last().unwrap().text;
+    assert!(proof.contains("Webwinkel"), "{proof}");
+    assert!(proof.contains("Nieuwsbrief"), "{proof}");
+    assert!(proof.contains("Bestellingen"), "kept orders named: {proof}");
+
+    // Staff see per system what happened, with the shop's account id.
+    let staff = app.staff_token().await;
+    let case = staff_case(app, &staff, &id).await;
+    assert_eq!(step(&case, "shop")["status"], "done");
+    assert_eq!(step(&case, "shop")["account"], account.as_str());
+    assert_eq!(step(&case, "newsletter")["status"], "done");
+    assert_eq!(step(&case, "courier")["status"], "done");
+    // The courier stays on the checklist until staff tick its confirmation.
+    let tasks = case["tasks"].to_string();
+    assert!(tasks.contains("courier"), "{tasks}");
+    c.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_system_down_for_the_whole_erasure_loses_nothing_and_erases_once() {
+    let c = company(Options::default()).await;
+    let app = &c.app;
+    let email = "anna@example.nl";
+    let (id, token) = app.verified("delete", email, "nl").await;
+
+    // The shop away while the customer waits: a plain "try again later",
+    // nothing changed, and the request is still there.
+    c.shop.control.set_down(true);
+    let (status, body) = submit(
+        app,
+        &id,
+        &token,
+        json!({"postcode": "1012 AB", "house_number": "12", "confirm": true}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("system_unavailable")),
+        "{body}"
+    );
+    assert_eq!(status_of(app, &id, &token).await["status"], "verified");
+    c.shop.control.set_down(false);
+
+    // The newsletter tool away for the whole erasure.
+    c.news.control.set_down(true);
+    let (status, body) = submit(
+        app,
+        &id,
+        &token,
+        json!({"postcode": "1012 AB", "house_number": "12", "confirm": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "processing");
+    let staff = app.staff_token().await;
+    let case = eventually("the newsletter step retried", || async {
+        let case = staff_case(app, &staff, &id).await;
+        if step(&case, "newsletter")["attempts"].as_i64().unwrap_or(0) >= 3 {
+            Ok(case)
+        } else {
+            Err(case)
+        }
+    })
+    .await;
+    let news = step(&case, "newsletter");
+    assert_eq!(news["status"], "pending");
+    assert!(news["error"].as_str().unwrap().contains("503"), "{news}");
+    assert_eq!(step(&case, "shop")["status"], "done");
+    // It is in the queue, under its own filter, while the customer waits.
+    let queue: Value = app
+        .client
+        .get(app.url("/api/v1/staff/cases?work=systems"))
+        .bearer_auth(&staff)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(queue.to_string().contains(&id), "{queue}");
+    assert_eq!(status_of(app, &id, &token).await["status"], "processing");
+    assert!(
+        app.mail.to(email).len() == 1,
+        "no proof before every system is done"
+    );
+
+    c.news.control.set_down(false);
+    wait_status(app, &id, &token, "completed").await;
+    assert_eq!(c.news.control.erasures_executed(&id), 1);
+    assert_eq!(c.shop.control.erasures_executed(&id), 1);
+    assert!(c.news.control.calls_while_down() >= 3);
+    app.mail.wait_for(email, 2).await;
+    c.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_asynchronous_erasure_is_polled_until_done() {
+    let c = company(Options {
+        async_erase: true,
+        ..Default::default()
+    })
+    .await;
+    let app = &c.app;
+    let email = "emma@example.com";
+    let (id, token) = app.verified("delete", email, "en").await;
+    let (status, body) = submit(
+        app,
+        &id,
+        &token,
+        json!({"postcode": "1071DJ", "house_number": "22", "confirm": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "processing");
+    wait_status(app, &id, &token, "completed").await;
+    assert_eq!(c.shop.control.erasures_executed(&id), 1);
+    assert!(
+        c.shop.control.erase_calls(&id) >= 2,
+        "asked again after 202"
+    );
+    c.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocker_in_the_shop_sends_the_deletion_to_staff() {
+    let c = company(Options::default()).await;
+    let app = &c.app;
+    let (id, token) = app.verified("delete", "bram@example.nl", "nl").await;
+    let (status, body) = submit(
+        app,
+        &id,
+        &token,
+        json!({"postcode": "3511 LX", "house_number": "4a", "confirm": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "escalated");
+    assert!(body.to_string().contains("open_order"), "{body}");
+    let account = c
+        .shop
+        .control
+        .account_by_email("bram@example.nl")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!c.shop.control.is_erased(&account).await.unwrap());
+    assert_eq!(c.shop.control.calls("erase"), 0);
+    c.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_secret_is_refused_reported_plainly_and_staff_can_finish_by_hand() {
+    let c = company(Options {
+        wrong_news_secret: true,
+        ..Default::default()
+    })
+    .await;
+    let app = &c.app;
+    let email = "anna@example.nl";
+    let (id, token) = app.verified("delete", email, "nl").await;
+    let (status, body) = submit(
+        app,
+        &id,
+        &token,
+        json!({"postcode": "1012 AB", "house_number": "12", "confirm": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let staff = app.staff_token().await;
+    let case = staff_case(app, &staff, &id).await;
+    let news = step(&case, "newsletter");
+    assert_eq!(news["status"], "failed", "{news}");
+    assert!(
+        news["error"].as_str().unwrap().contains("signature"),
+        "{news}"
+    );
+    assert!(c.news.control.refused_signatures() >= 1);
+    assert_eq!(c.news.control.calls("erase"), 0);
+
+    // No reason, no change.
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/staff/cases/{id}/actions")))
+        .bearer_auth(&staff)
+        .json(&json!({"action": "complete_step", "system": "newsletter", "reason": " "}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/staff/cases/{id}/actions")))
+        .bearer_auth(&staff)
+        .json(&json!({"action": "complete_step", "system": "newsletter",
+                      "reason": "Removed in the newsletter tool by hand; ticket 4411"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    wait_status(app, &id, &token, "completed").await;
+    let case = staff_case(app, &staff, &id).await;
+    assert_eq!(step(&case, "newsletter")["status"], "manual");
+    assert!(case["history"]
+        .to_string()
+        .contains("step_completed_by_staff"));
+    c.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_objection_reaches_every_system_that_declares_the_consent() {
+    let c = company(Options::default()).await;
+    let app = &c.app;
+    let email = "anna@example.nl";
+    let (id, token) = app.verified("object", email, "nl").await;
+    let (status, body) = submit(app, &id, &token, json!({"purposes": ["newsletter"]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "completed");
+    let account = c
+        .shop
+        .control
+        .account_by_email(email)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        c.shop
+            .control
+            .consents(&account)
+            .await
+            .unwrap()
+            .get("newsletter"),
+        Some(&false)
+    );
+    let news_account = c
+        .news
+        .control
+        .account_by_email(email)
+        .await
+        .unwrap()
+        .unwrap();
+    eventually("the newsletter stopped", || async {
+        match c
+            .news
+            .control
+            .consents(&news_account)
+            .await
+            .unwrap()
+            .get("newsletter")
+        {
+            Some(false) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    c.app.stop().await;
+}
+
+fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, String> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip archive");
+    let mut out = std::collections::BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let mut b = Vec::new();
+        f.read_to_end(&mut b).unwrap();
+        out.insert(
+            f.name().unwrap().to_string(),
+            String::from_utf8_lossy(&b).into_owned(),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_holds_every_systems_data_in_its_own_folder() {
+    let c = company(Options::default()).await;
+    let app = &c.app;
+    let email = "anna@example.nl";
+    let (id, token) = app.verified("export", email, "en").await;
+    let (status, body) = submit(app, &id, &token, json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    wait_status(app, &id, &token, "completed").await;
+    let res = app
+        .client
+        .get(app.url(&format!("/api/v1/requests/{id}/archive")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let files = unzip(&res.bytes().await.unwrap());
+    // The shop's data is the account itself, read through the protocol.
+    let data: Value = serde_json::from_str(&files["data.json"]).unwrap();
+    assert_eq!(data["profile"]["name"], "Anna de Vries");
+    assert!(!data["orders"].as_array().unwrap().is_empty(), "{data}");
+    // The newsletter tool has its own folder, and the report lists it.
+    let news: Value = serde_json::from_str(&files["newsletter/data.json"]).unwrap();
+    assert_eq!(news["system"], "newsletter");
+    assert!(news.to_string().contains("newsletter"), "{news}");
+    let report = &files["report.html"];
+    assert!(report.contains("Our other systems"), "report lists systems");
+    assert!(report.contains("Newsletter"));
+    assert!(c.shop.control.calls("export") >= 1);
+    assert!(c.news.control.calls("export") >= 1);
+    c.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connectors_check_names_each_system_and_fails_when_one_is_down() {
+    let c = company(Options::default()).await;
+    let systems = &c.app.state().systems;
+    let lines = privacy_portal::cli::connectors_check(c.app.state()).await;
+    assert_eq!(lines.len(), 1 + systems.secondaries.len());
+    assert!(lines.iter().all(|(_, ok)| *ok), "{lines:?}");
+    c.news.control.set_down(true);
+    let lines = privacy_portal::cli::connectors_check(c.app.state()).await;
+    let news = lines
+        .iter()
+        .find(|(l, _)| l.contains("newsletter"))
+        .unwrap();
+    assert!(!news.1, "{news:?}");
+    assert!(news.0.contains("unavailable"), "{news:?}");
+    c.app.stop().await;
+}
