@@ -175,11 +175,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for (line, why) in &report.errors {
                 eprintln!("line {line}: {why} (skipped)");
             }
+            for line in &report.erased {
+                eprintln!("line {line}: this customer was erased on request; not imported again (skipped)");
+            }
             println!(
-                "imported: {} new, {} updated, {} skipped",
+                "imported: {} new, {} updated, {} skipped, {} erased customers not restored",
                 report.inserted,
                 report.updated,
-                report.errors.len()
+                report.errors.len(),
+                report.erased.len()
             );
             Ok(if report.errors.is_empty() {
                 ExitCode::SUCCESS

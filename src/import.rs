@@ -13,6 +13,8 @@ pub struct ImportReport {
     pub updated: usize,
     /// (line number, reason) — the reason never quotes the line's data.
     pub errors: Vec<(usize, String)>,
+    /// Lines of customers erased on request: never brought back.
+    pub erased: Vec<usize>,
 }
 
 pub async fn import(state: &AppState, reader: impl BufRead) -> anyhow::Result<ImportReport> {
@@ -40,6 +42,15 @@ pub async fn import(state: &AppState, reader: impl BufRead) -> anyhow::Result<Im
                 continue;
             }
         };
+        // Erased stays erased: an export from the company's systems made
+        // before the erasure must not restore the customer (Art. 17).
+        let erased_hash = crate::workflow::steps::erased_email_hash(state, &email);
+        if store::steps::is_erased(&state.db, &erased_hash).await?
+            || customers::external_id_erased(&state.db, &record.external_id).await?
+        {
+            report.erased.push(n);
+            continue;
+        }
         let mut tx = state.db.begin().await?;
         match customers::upsert(&mut tx, &record, &email, store::now()).await {
             Ok(outcome) => {

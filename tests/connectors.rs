@@ -569,3 +569,135 @@ async fn connectors_check_names_each_system_and_fails_when_one_is_down() {
     assert!(news.0.contains("unavailable"), "{news:?}");
     c.app.stop().await;
 }
+
+/// Starts a change for `old`, gives `new` and proves it with the mailed code.
+async fn change_email(app: &TestApp, old: &str, new: &str) -> (String, String, Value) {
+    let (id, token) = app.verified("change_email", old, "en").await;
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/requests/{id}/submit")))
+        .bearer_auth(&token)
+        .json(&json!({"new_email": new}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let code = common::code_in(&app.mail.wait_for(new, 1).await[0]);
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/requests/{id}/verify-new-email")))
+        .bearer_auth(&token)
+        .json(&json!({"code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    (id, token, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_email_change_reaches_every_system_that_stores_the_address() {
+    let c = company(Options::default()).await;
+    let app = &c.app;
+    let (old, new) = ("emma@example.com", "emma.clarke@example.org");
+    let account = c.shop.control.account_by_email(old).await.unwrap().unwrap();
+    let (id, _, body) = change_email(app, old, new).await;
+    assert_eq!(body["status"], "completed", "{body}");
+    assert_eq!(
+        c.shop
+            .control
+            .customer_email(&account)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(new)
+    );
+    eventually("the newsletter follows", || async {
+        match c.news.control.account_by_email(new).await.unwrap() {
+            Some(a) => Ok(a),
+            None => Err("not yet"),
+        }
+    })
+    .await;
+    assert_eq!(c.news.control.account_by_email(old).await.unwrap(), None);
+    let staff = app.staff_token().await;
+    let case = staff_case(app, &staff, &id).await;
+    assert_eq!(step(&case, "newsletter")["status"], "done");
+    c.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_address_taken_in_the_shop_goes_to_staff_as_a_collision() {
+    let c = company(Options::default()).await;
+    let app = &c.app;
+    let (_, _, body) = change_email(app, "eva.old@example.nl", "eva@example.nl").await;
+    assert_eq!(body["status"], "escalated", "{body}");
+    assert_eq!(body["reasons"], json!(["email_in_use"]));
+    // Nothing moved in the company's systems.
+    let old = c
+        .shop
+        .control
+        .account_by_email("eva.old@example.nl")
+        .await
+        .unwrap();
+    assert!(old.is_some());
+    assert_eq!(c.news.control.calls("change-email"), 0);
+    c.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erased_customer_is_not_brought_back_by_an_import() {
+    let app = TestApp::spawn().await;
+    let email = "anna@example.nl";
+    let (id, token) = app.verified("delete", email, "nl").await;
+    let (status, body) = submit(
+        &app,
+        &id,
+        &token,
+        json!({"postcode": "1012 AB", "house_number": "12", "confirm": true}),
+    )
+    .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("completed")));
+
+    // The company's nightly export still holds her: the line is skipped,
+    // named by its number, and every other customer is imported as usual.
+    let seed = privacy_portal::demo::customers()
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let report = privacy_portal::import::import(app.state(), std::io::Cursor::new(seed))
+        .await
+        .unwrap();
+    assert_eq!(report.erased, vec![1]);
+    assert!(report.errors.is_empty());
+    assert!(report.updated > 0);
+    // Under a new customer number too: the erased address is remembered
+    // (as a keyed hash, never in the clear).
+    let again =
+        json!({"external_id": "C-9999", "email": "Anna@Example.nl", "name": "Anna de Vries"});
+    let report =
+        privacy_portal::import::import(app.state(), std::io::Cursor::new(again.to_string()))
+            .await
+            .unwrap();
+    assert_eq!(report.erased, vec![1]);
+    let found = app
+        .state()
+        .connector
+        .find_account(&privacy_portal::domain::Email::parse(email).unwrap())
+        .await
+        .unwrap();
+    assert!(found.is_none());
+    let stored: i64 = app
+        .scalar(
+            "SELECT COUNT(*) FROM erased_subjects WHERE hash = $1",
+            &privacy_portal::workflow::steps::erased_email_hash(
+                app.state(),
+                &privacy_portal::domain::Email::parse(email).unwrap(),
+            ),
+        )
+        .await;
+    assert_eq!(stored, 1);
+    app.stop().await;
+}

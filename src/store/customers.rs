@@ -157,6 +157,17 @@ fn json(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).expect("maps of JSON values serialise")
 }
 
+/// Whether the customer with this `external_id` was erased (its stub stays).
+pub async fn external_id_erased(db: &super::Db, external_id: &str) -> sqlx::Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM customers WHERE external_id = $1 AND erased_at IS NOT NULL",
+    )
+    .bind(external_id)
+    .fetch_one(db.read())
+    .await?;
+    Ok(n > 0)
+}
+
 /// Idempotent: the same line imported twice leaves one identical account.
 pub async fn upsert(
     conn: &mut Conn,
