@@ -421,6 +421,13 @@ async fn erase_and_complete(
         Err(requests::TransitionError::Raced) => return super::verification::get(state, id).await,
         Err(e) => return Err(e.into()),
     }
+    // Whoever started the erasure is named on its completion, which the
+    // step runner may record minutes later.
+    let mut data = req.data();
+    data["erasure_by"] = serde_json::json!(actor);
+    let reasons = req.reasons();
+    let reasons: Vec<&str> = reasons.iter().map(String::as_str).collect();
+    requests::set_data(&mut tx, id, &data, &reasons, None).await?;
     let mut detail = serde_json::json!({});
     if let Some((reason, overridden)) = &override_reason {
         // The staff member's words are the record of why the rule was set
@@ -461,7 +468,11 @@ pub(super) async fn complete_from_steps(
     req: &RequestRow,
     receipts: &[super::steps::SystemReceipt],
 ) -> WResult<()> {
-    complete(state, req, receipts, "system").await?;
+    let by = req.data()["erasure_by"]
+        .as_str()
+        .unwrap_or("system")
+        .to_string();
+    complete(state, req, receipts, &by).await?;
     Ok(())
 }
 
