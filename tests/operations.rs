@@ -441,7 +441,7 @@ fn serve_refuses_to_start_without_its_settings() {
             ],
             "PORTAL_BIND",
         ),
-        // Not silently ignored: the company's systems would not be used.
+        // The shorthand for an HTTP primary needs its signing secret too.
         (
             vec![
                 ("PORTAL_SMTP_URL", "smtp://127.0.0.1:2525".into()),
