@@ -28,6 +28,8 @@ pub struct AppState {
     /// The primary system (`systems.primary`), the one most flows use.
     pub connector: Arc<dyn Connector>,
     pub systems: Arc<Systems>,
+    /// Receivers of the portal's events (`[[webhooks]]`).
+    pub webhooks: Vec<crate::workflow::webhooks::Receiver>,
     pub metrics: Arc<Metrics>,
     pub mail_notify: Arc<Notify>,
     /// Wakes the export worker when a job is stored.
@@ -61,6 +63,12 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         pages: Default::default(),
         connector: systems.primary.clone(),
         systems,
+        webhooks: settings
+            .company
+            .webhooks
+            .iter()
+            .map(crate::workflow::webhooks::Receiver::from_config)
+            .collect::<anyhow::Result<_>>()?,
         tera: crate::i18n::templates()?,
         db,
         keys,
@@ -155,6 +163,10 @@ impl Server {
         let mut tasks = vec![tokio::spawn(worker.run(rx.clone()))];
         tasks.push(tokio::spawn(sweeper(state.clone(), rx.clone())));
         tasks.push(tokio::spawn(step_runner(state.clone(), rx.clone())));
+        tasks.push(tokio::spawn(crate::workflow::webhooks::run(
+            state.clone().into_inner(),
+            rx.clone(),
+        )));
         tasks.push(tokio::spawn(crate::workflow::export::run_worker(
             state.clone().into_inner(),
             rx.clone(),

@@ -82,7 +82,33 @@ pub struct CompanyFile {
     /// The company's systems (CONTRACT.md, "Connectors").
     #[serde(default)]
     pub connectors: Vec<crate::connector::config::SystemConfig>,
+    /// Events out (CONTRACT.md, "Events out").
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
 }
+
+/// A receiver of the portal's events (a ticket system, a chat channel).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// The environment variable holding the signing secret.
+    pub secret_env: String,
+    /// Event types to send; all when absent.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+}
+
+/// The event types of CONTRACT.md.
+pub const WEBHOOK_EVENTS: [&str; 7] = [
+    "request.received",
+    "request.verified",
+    "request.escalated",
+    "request.completed",
+    "request.rejected",
+    "request.overdue",
+    "erasure.step_failed",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +150,9 @@ pub struct Company {
     /// value carries the whole company file.
     #[serde(skip)]
     pub connectors: Vec<crate::connector::config::SystemConfig>,
+    /// `[[webhooks]]`, a top-level table of the file.
+    #[serde(skip)]
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 impl Company {
@@ -601,6 +630,7 @@ pub fn parse_company(text: &str, origin: &str) -> Result<Company, ConfigError> {
     })?;
     let mut c = file.company;
     c.connectors = file.connectors;
+    c.webhooks = file.webhooks;
     if c.name.trim().is_empty() {
         return err(format!("{origin}: company.name is empty"));
     }
@@ -630,6 +660,28 @@ pub fn parse_company(text: &str, origin: &str) -> Result<Company, ConfigError> {
         &c.connectors,
         &recipients,
     ));
+    for (i, w) in c.webhooks.iter().enumerate() {
+        match url::Url::parse(&w.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => problems.push(format!("webhooks[{i}].url is not an http(s) URL")),
+        }
+        match std::env::var(&w.secret_env) {
+            Ok(v) if crate::connector::http::parse_secret(&v).is_ok() => {}
+            Ok(_) => problems.push(format!(
+                "webhooks[{i}]: the secret in {} is not valid (whsec_ + base64, or at least 16 characters)",
+                w.secret_env
+            )),
+            Err(_) => problems.push(format!(
+                "webhooks[{i}]: environment variable {} is not set",
+                w.secret_env
+            )),
+        }
+        for e in w.events.iter().flatten() {
+            if !WEBHOOK_EVENTS.contains(&e.as_str()) {
+                problems.push(format!("webhooks[{i}].events: unknown event `{e}`"));
+            }
+        }
+    }
     if !problems.is_empty() {
         return err(format!("{origin}: {}", problems.join("; ")));
     }

@@ -17,6 +17,7 @@ pub mod requests;
 pub mod staff;
 pub mod steps;
 pub mod tasks;
+pub mod webhooks;
 pub mod writer;
 
 use std::{str::FromStr, time::Duration};

@@ -19,6 +19,7 @@ pub mod staff_intake;
 pub mod steps;
 pub mod sweep;
 pub mod verification;
+pub mod webhooks;
 
 use crate::{domain::Locale, store::requests::TransitionError};
 
