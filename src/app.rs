@@ -274,6 +274,14 @@ async fn sweeper(state: web::Data<AppState>, mut shutdown: watch::Receiver<bool>
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
         }
+        match crate::workflow::anonymise::scheduled(&state).await {
+            Ok(lines) if !lines.is_empty() => {
+                let acted = lines.iter().filter(|l| l.action != "wait").count();
+                tracing::info!(accounts = lines.len(), acted, "inactivity schedule ran")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "inactivity schedule failed"),
+        }
         match crate::workflow::digest::run(&state, crate::store::now()).await {
             Ok(Some(d)) => tracing::info!(
                 new = d.new,

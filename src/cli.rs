@@ -48,6 +48,12 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Scheduled anonymisation of inactive accounts (`[company.inactivity]`):
+    /// run what is due now, or with --dry-run only list it.
+    Anonymise {
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The company's systems (`[[connectors]]`): check before go-live.
     Connectors {
         #[command(subcommand)]
@@ -263,6 +269,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Anonymise { dry_run } => {
+            let state = crate::build_state(tool_settings()?).await?;
+            if state.settings.company.inactivity.is_none() {
+                anyhow::bail!(
+                    "the company file has no [company.inactivity]: nothing is anonymised"
+                );
+            }
+            let lines =
+                crate::workflow::anonymise::run(&state, chrono::Utc::now(), dry_run).await?;
+            for l in &lines {
+                println!("{l}");
+            }
+            println!(
+                "{} accounts listed{}",
+                lines.len(),
+                if dry_run {
+                    "; nothing changed (dry run)"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Connectors { command } => {
             let state = crate::build_state(tool_settings()?).await?;

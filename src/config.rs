@@ -87,6 +87,21 @@ pub struct CompanyFile {
     pub webhooks: Vec<WebhookConfig>,
 }
 
+/// `[company.inactivity]` (CONTRACT.md, "Scheduled anonymisation").
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inactivity {
+    /// No order, login or other activity for this long: anonymised.
+    pub anonymise_after_months: u32,
+    /// The warning mail goes out this many days before.
+    #[serde(default = "default_warn_days")]
+    pub warn_days_before: u32,
+}
+
+fn default_warn_days() -> u32 {
+    30
+}
+
 /// A receiver of the portal's events (a ticket system, a chat channel).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +161,9 @@ pub struct Company {
     /// Texts staff may send in the customer's language.
     #[serde(default)]
     pub reply_templates: Vec<ReplyTemplate>,
+    /// Scheduled anonymisation of inactive accounts; off when absent.
+    #[serde(default)]
+    pub inactivity: Option<Inactivity>,
     /// `[[connectors]]`, a top-level table of the file, kept here so one
     /// value carries the whole company file.
     #[serde(skip)]
@@ -660,6 +678,16 @@ pub fn parse_company(text: &str, origin: &str) -> Result<Company, ConfigError> {
         &c.connectors,
         &recipients,
     ));
+    if let Some(i) = c.inactivity {
+        if i.anonymise_after_months == 0 {
+            problems.push("company.inactivity.anonymise_after_months must be at least 1".into());
+        }
+        if i.warn_days_before == 0 || i.warn_days_before > i.anonymise_after_months * 28 {
+            problems.push(
+                "company.inactivity.warn_days_before must be at least 1 and shorter than the inactivity period".into(),
+            );
+        }
+    }
     for (i, w) in c.webhooks.iter().enumerate() {
         match url::Url::parse(&w.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}

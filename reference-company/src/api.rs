@@ -135,6 +135,30 @@ async fn dispatch(
     let pool = &shared.pool;
     match op {
         "ping" => Ok((OK, json!({"ok": true}))),
+        // Scheduled anonymisation: who has been inactive, and "keep my account".
+        "inactive" => {
+            let before = field(body, "before")?;
+            let before = chrono::DateTime::parse_from_rfc3339(before)
+                .map_err(|_| Fail::BadRequest("before must be RFC 3339".into()))?
+                .with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let cursor = body.get("cursor").and_then(Value::as_str).unwrap_or("");
+            let (accounts, next) = store::inactive(pool, &before, cursor, 500).await?;
+            Ok((OK, json!({"accounts": accounts, "next_cursor": next})))
+        }
+        "touch" => {
+            let id = field(body, "account")?;
+            let at = body
+                .get("at")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                });
+            let _one_writer = shared.write_lock.lock().await;
+            store::touch(pool, id, &at).await?;
+            Ok((OK, json!({"ok": true})))
+        }
         "lookup" => {
             let account = store::account_by_email(pool, field(body, "email")?).await?;
             Ok((OK, json!({ "account": account })))

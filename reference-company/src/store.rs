@@ -31,7 +31,9 @@ CREATE TABLE IF NOT EXISTS customers (
     balance_cents INTEGER NOT NULL DEFAULT 0,
     consents      TEXT NOT NULL DEFAULT '{}',
     extra         TEXT NOT NULL DEFAULT '{}',
-    erased_at     TEXT
+    erased_at     TEXT,
+    -- Last sign of life besides orders (a 'keep my account' click).
+    active_at     TEXT
 );
 CREATE TABLE IF NOT EXISTS orders (
     seq         INTEGER PRIMARY KEY,
@@ -630,4 +632,45 @@ pub async fn counts(pool: &SqlitePool, id: &str) -> anyhow::Result<Counts> {
         contacts,
         ip_log,
     })
+}
+
+/// Live accounts whose last activity (account created, last order, last
+/// "keep my account") is before `before` (RFC 3339, compared as text: all
+/// stored times are UTC `…Z`), after `cursor` by id.
+pub async fn inactive(
+    pool: &SqlitePool,
+    before: &str,
+    cursor: &str,
+    limit: i64,
+) -> anyhow::Result<(Vec<serde_json::Value>, Option<String>)> {
+    let rows: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT c.id, c.email, c.locale, \
+           MAX(COALESCE(c.created_at, ''), COALESCE(c.active_at, ''), \
+               COALESCE((SELECT MAX(o.placed_at) FROM orders o WHERE o.customer_id = c.id), '')) \
+         FROM customers c WHERE c.erased_at IS NULL AND c.id > ? ORDER BY c.id LIMIT ?",
+    )
+    .bind(cursor)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.0.clone()))
+        .flatten();
+    let list = rows
+        .into_iter()
+        .filter(|(_, _, _, last)| last.as_deref().is_some_and(|l| !l.is_empty() && l < before))
+        .map(|(id, email, locale, last)| {
+            serde_json::json!({"account": id, "email": email, "locale": locale, "last_activity": last})
+        })
+        .collect();
+    Ok((list, next))
+}
+
+pub async fn touch(pool: &SqlitePool, id: &str, at: &str) -> anyhow::Result<()> {
+    sqlx::query("UPDATE customers SET active_at = ? WHERE id = ? AND erased_at IS NULL")
+        .bind(at)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
 }

@@ -66,6 +66,50 @@ impl Connector for BuiltinStore {
         Some(self)
     }
 
+    async fn inactive(
+        &self,
+        before: DateTime<Utc>,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<super::InactivePage> {
+        const PAGE: i64 = 500;
+        let rows = customers::activity_page(&self.db, cursor.unwrap_or(""), PAGE).await?;
+        let next = (rows.len() as i64 == PAGE)
+            .then(|| rows.last().map(|r| r.id.clone()))
+            .flatten();
+        let parse = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let accounts = rows
+            .into_iter()
+            .filter_map(|r| {
+                let last = [
+                    parse(&r.created_at),
+                    parse(&r.last_order),
+                    r.active_at.and_then(|t| DateTime::from_timestamp(t, 0)),
+                ]
+                .into_iter()
+                .flatten()
+                .max()?;
+                (last < before).then(|| super::InactiveAccount {
+                    account: r.id,
+                    email: r.email,
+                    locale: r.locale,
+                    last_activity: last,
+                })
+            })
+            .collect();
+        Ok(super::InactivePage { accounts, next })
+    }
+
+    async fn record_activity(&self, acc: &AccountRef, at: DateTime<Utc>) -> anyhow::Result<()> {
+        let mut tx = self.db.begin().await?;
+        customers::record_activity(&mut tx, &acc.id, at.timestamp()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn export_records(
         &self,
         acc: &AccountRef,

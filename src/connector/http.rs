@@ -567,6 +567,53 @@ impl Connector for HttpSystem {
         Ok(HttpSystem::consents(self, &Subject::Account(acc.id.clone())).await?)
     }
 
+    async fn inactive(
+        &self,
+        before: DateTime<Utc>,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<super::InactivePage> {
+        let (_, v) = self
+            .call(
+                "inactive",
+                &Self::fresh_id("inactive"),
+                &json!({"before": before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "cursor": cursor}),
+            )
+            .await?;
+        let bad = |what: &str| CallError::BadAnswer(format!("inactive: {what}"));
+        let list = v
+            .get("accounts")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("no accounts list"))?;
+        let mut accounts = Vec::with_capacity(list.len());
+        for a in list {
+            let s = |k: &str| a.get(k).and_then(Value::as_str).map(str::to_string);
+            let last = s("last_activity")
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .ok_or_else(|| bad("last_activity is not RFC 3339"))?;
+            accounts.push(super::InactiveAccount {
+                account: s("account").ok_or_else(|| bad("an account without id"))?,
+                email: s("email").ok_or_else(|| bad("an account without email"))?,
+                locale: s("locale"),
+                last_activity: last.with_timezone(&Utc),
+            });
+        }
+        let next = v
+            .get("next_cursor")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok(super::InactivePage { accounts, next })
+    }
+
+    async fn record_activity(&self, acc: &AccountRef, at: DateTime<Utc>) -> anyhow::Result<()> {
+        self.call(
+            "touch",
+            &Self::fresh_id("touch"),
+            &json!({"account": acc.id, "at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn apply_objections(
         &self,
         acc: &AccountRef,

@@ -53,6 +53,22 @@ pub enum EraseOutcome {
     Pending,
 }
 
+/// An account without activity since `last_activity` (scheduled
+/// anonymisation). The address and language are for the warning mail only.
+#[derive(Debug, Clone)]
+pub struct InactiveAccount {
+    pub account: String,
+    pub email: String,
+    pub locale: Option<String>,
+    pub last_activity: DateTime<Utc>,
+}
+
+#[derive(Debug, Default)]
+pub struct InactivePage {
+    pub accounts: Vec<InactiveAccount>,
+    pub next: Option<String>,
+}
+
 /// One page of an export: `(category, data)` in the system's order.
 #[derive(Debug, Default)]
 pub struct RecordPage {
@@ -116,6 +132,19 @@ pub trait Connector: Send + Sync {
         &self,
         acc: &AccountRef,
     ) -> anyhow::Result<std::collections::BTreeMap<String, bool>>;
+    /// Accounts with no activity before `before`, paged (scheduled
+    /// anonymisation). A system that cannot say answers an error.
+    async fn inactive(
+        &self,
+        _before: DateTime<Utc>,
+        _cursor: Option<&str>,
+    ) -> anyhow::Result<InactivePage> {
+        anyhow::bail!("this system cannot list inactive accounts")
+    }
+    /// Records a sign of life ("keep my account").
+    async fn record_activity(&self, _acc: &AccountRef, _at: DateTime<Utc>) -> anyhow::Result<()> {
+        anyhow::bail!("this system cannot record activity")
+    }
     /// Stops the processing behind these consent keys (sets them to false).
     /// Idempotent: keys already stopped stay stopped.
     async fn apply_objections(

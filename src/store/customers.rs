@@ -714,3 +714,36 @@ pub async fn export_page(
     };
     Ok(rows)
 }
+
+/// A live account with what tells when it was last active.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ActivityRow {
+    pub id: String,
+    pub email: String,
+    pub locale: Option<String>,
+    pub created_at: Option<String>,
+    pub active_at: Option<i64>,
+    pub last_order: Option<String>,
+}
+
+/// Live (not erased) accounts after `after` by id, with their signs of life.
+pub async fn activity_page(db: &Db, after: &str, limit: i64) -> sqlx::Result<Vec<ActivityRow>> {
+    sqlx::query_as(
+        "SELECT c.id, c.email, c.locale, c.created_at, c.active_at, \
+         (SELECT MAX(o.placed_at) FROM customer_orders o WHERE o.customer_id = c.id) AS last_order \
+         FROM customers c WHERE c.erased_at IS NULL AND c.id > $1 ORDER BY c.id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db.read())
+    .await
+}
+
+pub async fn record_activity(conn: &mut Conn, id: &str, at: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE customers SET active_at = $1 WHERE id = $2 AND erased_at IS NULL")
+        .bind(at)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

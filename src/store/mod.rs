@@ -11,6 +11,7 @@ pub mod cases;
 pub mod codes;
 pub mod customers;
 pub mod exports;
+pub mod inactivity;
 mod nodelay;
 pub mod outbox;
 pub mod requests;

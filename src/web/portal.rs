@@ -66,6 +66,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(download::code_post),
         )
         .route("/{lang}/download/{id}/file", web::get().to(download::file))
+        .route("/{lang}/keep/{token}", web::get().to(keep::page))
+        .route("/{lang}/keep/{token}", web::post().to(keep::post))
         .route("/{lang}/privacy", web::get().to(objection::privacy_page))
         .route("/{lang}/help", web::get().to(objection::help_index))
         .route("/{lang}/help/{topic}", web::get().to(objection::help_page))
@@ -77,6 +79,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 mod authenticator;
 mod change_email;
 mod download;
+mod keep;
 pub(crate) use download::stream as stream_archive;
 mod objection;
 pub mod pages;

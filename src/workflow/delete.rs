@@ -404,7 +404,7 @@ pub async fn staff_execute(
     erase_and_complete(state, &req, &acc, Status::Escalated, actor, why).await
 }
 
-async fn erase_and_complete(
+pub(super) async fn erase_and_complete(
     state: &AppState,
     req: &RequestRow,
     acc: &AccountRef,
@@ -543,6 +543,8 @@ pub(super) async fn proof_and_checklist(
         .with_timezone(&state.settings.company.country.timezone())
         .date_naive();
     ctx.insert("erased_on", &long_date(locale, today));
+    // An anonymisation after inactivity was not asked for: say why instead.
+    ctx.insert("inactive", &(req.channel == "scheduler"));
     let deleted = deleted_labels(locale, receipt);
     ctx.insert("deleted", &deleted);
     let retained = retained_labels(locale, receipt);

@@ -1,6 +1,7 @@
 //! What happens after each step of a request. The HTML portal and the JSON
 //! API call these same functions; handlers only parse and render.
 
+pub mod anonymise;
 pub mod authenticator;
 pub mod cases;
 pub mod change_email;
