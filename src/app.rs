@@ -274,6 +274,14 @@ async fn sweeper(state: web::Data<AppState>, mut shutdown: watch::Receiver<bool>
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
         }
+        match crate::workflow::retention::scheduled(&state).await {
+            Ok(Some(c)) => tracing::info!(
+                deleted = c.iter().filter_map(|x| x.3).sum::<u64>(),
+                "retention applied"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "retention failed"),
+        }
         match crate::workflow::anonymise::scheduled(&state).await {
             Ok(lines) if !lines.is_empty() => {
                 let acted = lines.iter().filter(|l| l.action != "wait").count();

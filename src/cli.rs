@@ -323,6 +323,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "reminded {} requests of their code, expired {} requests nobody finished, purged {} closed requests, deleted {} expired export archives",
                 r.reminded, r.expired, r.purged, r.archives_deleted
             );
+            // Retention per data category, in every system.
+            for (cat, data, system, n) in
+                crate::workflow::retention::run(&state, chrono::Utc::now()).await?
+            {
+                if let Some(n) = n {
+                    println!("retention {cat}: deleted {n} {data} rows in {system}");
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -225,6 +225,57 @@ pub struct DataCategory {
     pub name: Texts,
     /// How long this category is kept, and why (Art. 13(2)(a)).
     pub retention: Texts,
+    /// The period the portal enforces (`6 months`, `7 years`, `90 days`):
+    /// rows of `data` older than this are purged daily in every system.
+    #[serde(default)]
+    pub retain: Option<String>,
+    /// The systems' data categories this covers (`ip_log`, `contacts`).
+    #[serde(default)]
+    pub data: Vec<String>,
+}
+
+/// A retention period as written in the company file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Days(u32),
+    Months(u32),
+    Years(u32),
+}
+
+impl Period {
+    pub fn parse(s: &str) -> Option<Period> {
+        let (n, unit) = s.trim().split_once(' ')?;
+        let n: u32 = n.trim().parse().ok().filter(|n| *n > 0)?;
+        match unit.trim().trim_end_matches('s') {
+            "day" => Some(Period::Days(n)),
+            "month" => Some(Period::Months(n)),
+            "year" => Some(Period::Years(n)),
+            _ => None,
+        }
+    }
+
+    /// The moment before which data is older than the period.
+    pub fn cutoff(self, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        match self {
+            Period::Days(n) => now - chrono::Duration::days(n.into()),
+            Period::Months(n) => now
+                .checked_sub_months(chrono::Months::new(n))
+                .unwrap_or(now),
+            Period::Years(n) => now
+                .checked_sub_months(chrono::Months::new(n.saturating_mul(12)))
+                .unwrap_or(now),
+        }
+    }
+
+    /// The period in the reader's words ("6 maanden").
+    pub fn text(self, locale: crate::domain::Locale) -> String {
+        let (key, n) = match self {
+            Period::Days(n) => ("retention.days", n),
+            Period::Months(n) => ("retention.months", n),
+            Period::Years(n) => ("retention.years", n),
+        };
+        crate::i18n::t_count(locale, key, n.into(), &[])
+    }
 }
 
 /// Art. 6(1)(a)–(f).
@@ -678,6 +729,20 @@ pub fn parse_company(text: &str, origin: &str) -> Result<Company, ConfigError> {
         &c.connectors,
         &recipients,
     ));
+    for (i, cat) in c.privacy_notice.categories.iter().enumerate() {
+        if let Some(r) = &cat.retain {
+            if Period::parse(r).is_none() {
+                problems.push(format!(
+                    "company.privacy_notice.categories[{i}].retain `{r}` is not like `6 months`, `7 years` or `90 days`"
+                ));
+            }
+            if cat.data.is_empty() {
+                problems.push(format!(
+                    "company.privacy_notice.categories[{i}]: retain needs `data`, the systems' categories it covers"
+                ));
+            }
+        }
+    }
     if let Some(i) = c.inactivity {
         if i.anonymise_after_months == 0 {
             problems.push("company.inactivity.anonymise_after_months must be at least 1".into());

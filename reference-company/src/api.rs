@@ -146,6 +146,19 @@ async fn dispatch(
             let (accounts, next) = store::inactive(pool, &before, cursor, 500).await?;
             Ok((OK, json!({"accounts": accounts, "next_cursor": next})))
         }
+        // Retention per category: rows older than `before` go.
+        "purge" => {
+            let category = field(body, "category")?;
+            let before = chrono::DateTime::parse_from_rfc3339(field(body, "before")?)
+                .map_err(|_| Fail::BadRequest("before must be RFC 3339".into()))?
+                .with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let _one_writer = shared.write_lock.lock().await;
+            match store::purge(pool, category, &before).await? {
+                Some(n) => Ok((OK, json!({"deleted": n}))),
+                None => Ok((StatusCode::NOT_FOUND, json!({"error": "unknown_category"}))),
+            }
+        }
         "touch" => {
             let id = field(body, "account")?;
             let at = body

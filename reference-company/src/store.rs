@@ -674,3 +674,19 @@ pub async fn touch(pool: &SqlitePool, id: &str, at: &str) -> anyhow::Result<()> 
         .await?;
     Ok(())
 }
+
+/// Retention: rows of a category older than `before` (RFC 3339 UTC text).
+pub async fn purge(pool: &SqlitePool, category: &str, before: &str) -> anyhow::Result<Option<u64>> {
+    let sql = match category {
+        "ip_log" => "DELETE FROM ip_log WHERE at < ?",
+        "contacts" => "DELETE FROM contacts WHERE at < ?",
+        _ => return Ok(None),
+    };
+    Ok(Some(
+        sqlx::query(sql)
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    ))
+}

@@ -103,6 +103,18 @@ impl Connector for BuiltinStore {
         Ok(super::InactivePage { accounts, next })
     }
 
+    async fn purge(&self, category: &str, before: DateTime<Utc>) -> anyhow::Result<Option<u64>> {
+        let mut tx = self.db.begin().await?;
+        let n = customers::purge_older(
+            &mut tx,
+            category,
+            &before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     async fn record_activity(&self, acc: &AccountRef, at: DateTime<Utc>) -> anyhow::Result<()> {
         let mut tx = self.db.begin().await?;
         customers::record_activity(&mut tx, &acc.id, at.timestamp()).await?;

@@ -318,6 +318,21 @@ impl HttpSystem {
         Ok(())
     }
 
+    /// Retention: the system deletes a category's rows older than `before`.
+    pub async fn purge_category(
+        &self,
+        category: &str,
+        before: DateTime<Utc>,
+    ) -> Result<Option<u64>, CallError> {
+        let body = json!({"category": category,
+                          "before": before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)});
+        match self.call("purge", &Self::fresh_id("purge"), &body).await {
+            Ok((_, v)) => Ok(Some(v.get("deleted").and_then(Value::as_u64).unwrap_or(0))),
+            Err(CallError::Unsupported(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn blockers(&self, account: &str) -> Result<Vec<Blocker>, CallError> {
         let (_, v) = self
             .call(
@@ -602,6 +617,10 @@ impl Connector for HttpSystem {
             .and_then(Value::as_str)
             .map(str::to_string);
         Ok(super::InactivePage { accounts, next })
+    }
+
+    async fn purge(&self, category: &str, before: DateTime<Utc>) -> anyhow::Result<Option<u64>> {
+        Ok(self.purge_category(category, before).await?)
     }
 
     async fn record_activity(&self, acc: &AccountRef, at: DateTime<Utc>) -> anyhow::Result<()> {

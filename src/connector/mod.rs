@@ -145,6 +145,11 @@ pub trait Connector: Send + Sync {
     async fn record_activity(&self, _acc: &AccountRef, _at: DateTime<Utc>) -> anyhow::Result<()> {
         anyhow::bail!("this system cannot record activity")
     }
+    /// Deletes a data category's rows older than `before` (retention per
+    /// category); `None` when the system does not keep that category.
+    async fn purge(&self, _category: &str, _before: DateTime<Utc>) -> anyhow::Result<Option<u64>> {
+        Ok(None)
+    }
     /// Stops the processing behind these consent keys (sets them to false).
     /// Idempotent: keys already stopped stay stopped.
     async fn apply_objections(

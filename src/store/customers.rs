@@ -747,3 +747,21 @@ pub async fn record_activity(conn: &mut Conn, id: &str, at: i64) -> sqlx::Result
         .await?;
     Ok(())
 }
+
+/// Rows of a data category older than `before` (RFC 3339 UTC text, as the
+/// import stores it), deleted; `None` for a category the store does not keep.
+pub async fn purge_older(
+    conn: &mut Conn,
+    category: &str,
+    before: &str,
+) -> sqlx::Result<Option<u64>> {
+    let sql = match category {
+        "ip_log" => "DELETE FROM customer_ip_log WHERE at < $1",
+        "contacts" => "DELETE FROM customer_contacts WHERE at < $1",
+        "orders" => "DELETE FROM customer_orders WHERE placed_at < $1",
+        "payments" => "DELETE FROM customer_payments WHERE collected_at < $1",
+        _ => return Ok(None),
+    };
+    let r = sqlx::query(sql).bind(before).execute(conn).await?;
+    Ok(Some(r.rows_affected()))
+}

@@ -15,6 +15,7 @@ pub mod notice;
 pub mod object;
 pub mod question;
 pub mod register;
+pub mod retention;
 pub mod staff_auth;
 pub mod staff_intake;
 pub mod steps;

@@ -31,6 +31,7 @@ pub struct CategoryView {
     pub id: String,
     pub name: String,
     pub retention: String,
+    pub enforced: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,6 +124,19 @@ pub fn view(c: &Company, locale: Locale) -> NoticeView {
                 id: cat.id.clone(),
                 name: cat.name.get(locale).to_string(),
                 retention: cat.retention.get(locale).to_string(),
+                // The period the portal enforces, from the same line of the
+                // company file: the notice cannot promise another.
+                enforced: cat
+                    .retain
+                    .as_deref()
+                    .and_then(crate::config::Period::parse)
+                    .map(|p| {
+                        crate::i18n::t_args(
+                            locale,
+                            "retention.enforced",
+                            &[("period", &p.text(locale))],
+                        )
+                    }),
             })
             .collect(),
         recipients: n
