@@ -137,3 +137,41 @@ fn serve_refuses_to_start_when_a_swedish_text_is_missing() {
         "{err}"
     );
 }
+
+#[test]
+fn the_art30_record_lists_every_purpose_with_basis_categories_recipients_and_retention() {
+    let company = config::parse_company(EXAMPLE, "config/example.toml").unwrap();
+    for locale in privacy_portal::domain::Locale::ALL {
+        let record = privacy_portal::workflow::processing_record::build(&company, locale);
+        assert_eq!(
+            record.activities.len(),
+            company.privacy_notice.purposes.len()
+        );
+        for (a, p) in record
+            .activities
+            .iter()
+            .zip(&company.privacy_notice.purposes)
+        {
+            assert_eq!(a.purpose, p.name.get(locale));
+            assert!(a.legal_basis.contains("6(1)"), "{}", a.legal_basis);
+            assert_eq!(a.categories.len(), p.categories.len());
+            assert_eq!(a.recipients.len(), company.privacy_notice.recipients.len());
+            assert_eq!(a.retention.len(), p.categories.len(), "{a:?}");
+        }
+        // The enforced period shows where the file sets one.
+        let usage = record
+            .activities
+            .iter()
+            .flat_map(|a| &a.retention)
+            .find(|r| r.contains(&privacy_portal::i18n::t(locale, "retention.enforced")[..5]));
+        assert!(usage.is_some(), "{locale:?}");
+        let csv = privacy_portal::workflow::processing_record::csv(&record, locale);
+        assert_eq!(csv.lines().count(), 1 + record.activities.len());
+        let sep = if locale == privacy_portal::domain::Locale::En {
+            "\",\""
+        } else {
+            "\";\""
+        };
+        assert!(csv.lines().next().unwrap().contains(sep));
+    }
+}

@@ -1244,3 +1244,49 @@ async fn the_customer_card_finds_a_person_and_starts_requests_on_their_behalf() 
     assert!(body.contains("id=\"customer-not-found\""));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_record_of_processing_is_for_admins_in_any_language_and_as_csv() {
+    let app = TestApp::spawn().await;
+    let agent = enrol(&app, "agent2@kaasboer.example", "agent").await;
+    login(&app, &agent, 0).await;
+    let res = agent
+        .client
+        .get(app.url("/staff/register-of-processing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let admin = enrol(&app, "admin@kaasboer.example", "admin").await;
+    login(&app, &admin, 0).await;
+    for (lang, title, basis) in [
+        ("nl", "Register van verwerkingsactiviteiten", "Grondslag"),
+        ("sv", "Register över behandling", "Rättslig grund"),
+        ("en", "Record of processing activities", "Legal basis"),
+    ] {
+        let res = admin
+            .client
+            .get(app.url(&format!("/staff/register-of-processing?lang={lang}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let html = res.text().await.unwrap();
+        assert!(html.contains(title), "{lang}");
+        assert!(html.contains(basis), "{lang}");
+        assert!(html.contains("PostNL B.V."), "recipients named");
+    }
+    let res = admin
+        .client
+        .get(app.url("/staff/register-of-processing.csv?lang=sv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let csv = res.text().await.unwrap();
+    assert!(
+        csv.lines().next().unwrap().contains("\"Ändamål\";\""),
+        "{csv}"
+    );
+    app.stop().await;
+}

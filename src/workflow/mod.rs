@@ -13,6 +13,7 @@ pub mod export;
 pub mod intake;
 pub mod notice;
 pub mod object;
+pub mod processing_record;
 pub mod question;
 pub mod register;
 pub mod retention;

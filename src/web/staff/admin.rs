@@ -63,6 +63,63 @@ pub(super) async fn register_csv(
         .body(reg.csv()))
 }
 
+#[derive(serde::Deserialize)]
+pub(super) struct RecordQuery {
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+/// The record of processing activities (Art. 30), in any of the three
+/// languages whatever the staff member's own (`?lang=`).
+pub(super) async fn record_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    q: web::Query<RecordQuery>,
+) -> Page {
+    let locale = ui_locale(&req, &session);
+    let me = current(&state, &session).await?;
+    require_admin(&me, &state, locale)?;
+    let doc_locale = q
+        .lang
+        .as_deref()
+        .and_then(crate::domain::Locale::parse)
+        .unwrap_or(locale);
+    let record = workflow::processing_record::build(&state.settings.company, doc_locale);
+    let mut ctx = base(&state, &req, &session, locale, Some(&me));
+    ctx.insert("record", &record);
+    ctx.insert("doc_lang", doc_locale.as_str());
+    Ok(render(&state, StatusCode::OK, "staff/record.html", &ctx))
+}
+
+pub(super) async fn record_csv(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    q: web::Query<RecordQuery>,
+) -> Page {
+    let locale = ui_locale(&req, &session);
+    let me = current(&state, &session).await?;
+    require_admin(&me, &state, locale)?;
+    let doc_locale = q
+        .lang
+        .as_deref()
+        .and_then(crate::domain::Locale::parse)
+        .unwrap_or(locale);
+    let record = workflow::processing_record::build(&state.settings.company, doc_locale);
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!(
+                "attachment; filename=\"register-of-processing-{}-{}.csv\"",
+                doc_locale.as_str(),
+                today(&state)
+            ),
+        ))
+        .body(workflow::processing_record::csv(&record, doc_locale)))
+}
+
 // ---------- staff management (admin) ----------
 
 pub(super) async fn members_page(

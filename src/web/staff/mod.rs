@@ -56,6 +56,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/customers", web::get().to(customers::page))
             .route("/intake", web::post().to(intake_post))
             .route("/register", web::get().to(register_page))
+            .route("/register-of-processing", web::get().to(admin::record_page))
+            .route(
+                "/register-of-processing.csv",
+                web::get().to(admin::record_csv),
+            )
             .route("/register.csv", web::get().to(register_csv))
             .route("/members", web::get().to(members_page))
             .route("/members", web::post().to(members_post))
