@@ -50,10 +50,12 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let db = Db::connect(&settings.database_url).await?;
     db.migrate().await?;
     let keys = Arc::new(Keys::derive(&settings.master_key()));
+    let metrics = Arc::new(Metrics::new());
     let systems = Arc::new(Systems::build(
         &settings.company.connectors,
         &db,
         settings.company.country.timezone(),
+        &metrics,
     )?);
     let client_limiter = NonZeroU32::new(settings.client_rate_limit_per_minute)
         .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
@@ -72,7 +74,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         tera: crate::i18n::templates()?,
         db,
         keys,
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         mail_notify: Arc::new(Notify::new()),
         export_notify: Arc::new(Notify::new()),
         client_limiter,
@@ -300,6 +302,17 @@ async fn sweeper(state: web::Data<AppState>, mut shutdown: watch::Receiver<bool>
             ),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "daily digest failed"),
+        }
+        if let Ok((open, failed, oldest)) = crate::store::steps::gauges(&state.db).await {
+            state.metrics.connector_steps_open.set(open);
+            state.metrics.connector_steps_failed.set(failed);
+            state
+                .metrics
+                .connector_step_failing_age
+                .set(oldest.map_or(0, |t| (crate::store::now() - t).max(0)));
+        }
+        if let Ok(n) = crate::store::webhooks::backlog(&state.db).await {
+            state.metrics.webhook_backlog.set(n);
         }
         if let Ok(n) = crate::store::outbox::backlog(&state.db).await {
             state.metrics.outbox_backlog.set(n);

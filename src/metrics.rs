@@ -3,9 +3,37 @@
 
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet},
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
     registry::Registry,
 };
+
+/// A call to a company system (connector): which system and operation,
+/// and how it ended (`ok`, `unavailable`, `unauthorized`, `unsupported`,
+/// `refused`, `bad_answer`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub system: String,
+    pub operation: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallTimeLabels {
+    pub system: String,
+    pub operation: String,
+}
+
+type HistogramFamily = Family<CallTimeLabels, Histogram, fn() -> Histogram>;
+
+fn call_histogram() -> Histogram {
+    // 5 ms … 20 s
+    Histogram::new(exponential_buckets(0.005, 2.0, 13))
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -43,6 +71,15 @@ pub struct Metrics {
     pub export_jobs_queued: Gauge,
     pub export_jobs_retrying: Gauge,
     pub export_jobs_oldest_age: Gauge,
+    pub connector_calls: Family<CallLabels, Counter>,
+    pub connector_call_seconds: HistogramFamily,
+    /// Company-system steps not settled (waiting, retrying, failed), those
+    /// failed for staff, and the age of the oldest step that is failing.
+    pub connector_steps_open: Gauge,
+    pub connector_steps_failed: Gauge,
+    pub connector_step_failing_age: Gauge,
+    /// Webhook deliveries waiting for their receiver.
+    pub webhook_backlog: Gauge,
 }
 
 impl Default for Metrics {
@@ -144,8 +181,50 @@ impl Metrics {
             "Age of the oldest export job",
             export_jobs_oldest_age.clone(),
         );
+        let connector_calls = Family::<CallLabels, Counter>::default();
+        let connector_call_seconds: HistogramFamily = Family::new_with_constructor(call_histogram);
+        let connector_steps_open = Gauge::default();
+        let connector_steps_failed = Gauge::default();
+        let connector_step_failing_age = Gauge::default();
+        let webhook_backlog = Gauge::default();
+        registry.register(
+            "connector_calls",
+            "Calls to the company's systems by system, operation and outcome",
+            connector_calls.clone(),
+        );
+        registry.register(
+            "connector_call_seconds",
+            "Duration of calls to the company's systems",
+            connector_call_seconds.clone(),
+        );
+        registry.register(
+            "connector_steps_open",
+            "Company-system steps not settled (waiting, retrying or failed)",
+            connector_steps_open.clone(),
+        );
+        registry.register(
+            "connector_steps_failed",
+            "Company-system steps that failed and wait for staff",
+            connector_steps_failed.clone(),
+        );
+        registry.register(
+            "connector_step_failing_age_seconds",
+            "Age of the oldest company-system step that is failing (retrying or failed)",
+            connector_step_failing_age.clone(),
+        );
+        registry.register(
+            "webhook_backlog",
+            "Webhook deliveries waiting for their receiver",
+            webhook_backlog.clone(),
+        );
         Metrics {
             registry,
+            connector_calls,
+            connector_call_seconds,
+            connector_steps_open,
+            connector_steps_failed,
+            connector_step_failing_age,
+            webhook_backlog,
             http_requests,
             codes_sent,
             verifications,
@@ -162,6 +241,22 @@ impl Metrics {
             export_jobs_retrying,
             export_jobs_oldest_age,
         }
+    }
+
+    pub fn connector_call(&self, system: &str, operation: &str, outcome: &str, seconds: f64) {
+        self.connector_calls
+            .get_or_create(&CallLabels {
+                system: system.to_string(),
+                operation: operation.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.connector_call_seconds
+            .get_or_create(&CallTimeLabels {
+                system: system.to_string(),
+                operation: operation.to_string(),
+            })
+            .observe(seconds);
     }
 
     pub fn verification(&self, result: &str) {

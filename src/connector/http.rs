@@ -94,6 +94,7 @@ pub struct HttpSystem {
     secret: SecretBox<Vec<u8>>,
     client: reqwest::Client,
     tz: chrono_tz::Tz,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl HttpSystem {
@@ -115,12 +116,42 @@ impl HttpSystem {
             secret: SecretBox::new(Box::new(secret)),
             client,
             tz,
+            metrics: None,
         })
+    }
+
+    /// Counts every call by operation and outcome, with its duration.
+    pub fn with_metrics(mut self, m: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(m);
+        self
+    }
+
+    /// One signed call, no retry, counted.
+    pub async fn call_once(
+        &self,
+        op: &str,
+        webhook_id: &str,
+        body: &Value,
+    ) -> Result<(u16, Value), CallError> {
+        let started = std::time::Instant::now();
+        let r = self.call_unmetered(op, webhook_id, body).await;
+        if let Some(m) = &self.metrics {
+            let outcome = match &r {
+                Ok(_) => "ok",
+                Err(CallError::Unavailable(_)) => "unavailable",
+                Err(CallError::Unauthorized) => "unauthorized",
+                Err(CallError::Unsupported(_)) => "unsupported",
+                Err(CallError::Refused { .. }) => "refused",
+                Err(CallError::BadAnswer(_)) => "bad_answer",
+            };
+            m.connector_call(&self.id, op, outcome, started.elapsed().as_secs_f64());
+        }
+        r
     }
 
     /// One signed call, no retry. 2xx answers come back with their status
     /// (an erasure answers 202 while it runs).
-    pub async fn call_once(
+    async fn call_unmetered(
         &self,
         op: &str,
         webhook_id: &str,

@@ -43,7 +43,12 @@ pub enum SecondaryKind {
 }
 
 impl Systems {
-    pub fn build(configs: &[SystemConfig], db: &Db, tz: chrono_tz::Tz) -> anyhow::Result<Systems> {
+    pub fn build(
+        configs: &[SystemConfig],
+        db: &Db,
+        tz: chrono_tz::Tz,
+        metrics: &Arc<crate::metrics::Metrics>,
+    ) -> anyhow::Result<Systems> {
         let builtin_name = Texts {
             nl: crate::i18n::t(Locale::Nl, "connector.builtin"),
             sv: crate::i18n::t(Locale::Sv, "connector.builtin"),
@@ -63,13 +68,16 @@ impl Systems {
                     .map_err(|_| anyhow::anyhow!("connector {}: {env} is not set", c.id))?;
                 let secret = super::http::parse_secret(&raw)
                     .map_err(|e| anyhow::anyhow!("connector {}: {e}", c.id))?;
-                Ok(Arc::new(HttpSystem::new(
-                    &c.id,
-                    c.url.as_deref().unwrap_or_default(),
-                    secret,
-                    Duration::from_secs(c.timeout_seconds.unwrap_or(10)),
-                    tz,
-                )?))
+                Ok(Arc::new(
+                    HttpSystem::new(
+                        &c.id,
+                        c.url.as_deref().unwrap_or_default(),
+                        secret,
+                        Duration::from_secs(c.timeout_seconds.unwrap_or(10)),
+                        tz,
+                    )?
+                    .with_metrics(metrics.clone()),
+                ))
             };
             match (c.kind, c.primary) {
                 (Kind::Builtin, _) => {

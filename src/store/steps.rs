@@ -316,3 +316,18 @@ pub async fn is_erased(db: &Db, hash: &str) -> sqlx::Result<bool> {
         .await?;
     Ok(n > 0)
 }
+
+/// For `/metrics`: steps not settled, steps failed for staff, and when the
+/// oldest step that is failing (failed, or retrying after an error) began.
+pub async fn gauges(db: &Db) -> sqlx::Result<(i64, i64, Option<i64>)> {
+    sqlx::query_as(
+        "SELECT \
+           COUNT(CASE WHEN status IN ('waiting', 'pending', 'polling', 'failed') THEN 1 END), \
+           COUNT(CASE WHEN status = 'failed' THEN 1 END), \
+           MIN(CASE WHEN status = 'failed' OR (status IN ('pending', 'polling') AND error IS NOT NULL) \
+               THEN created_at END) \
+         FROM connector_steps",
+    )
+    .fetch_one(db.read())
+    .await
+}
