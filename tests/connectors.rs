@@ -338,6 +338,15 @@ async fn a_system_down_for_the_whole_erasure_loses_nothing_and_erases_once() {
     assert_eq!(c.shop.control.erasures_executed(&id), 1);
     assert!(c.news.control.calls_while_down() >= 3);
     app.mail.wait_for(email, 2).await;
+    // Operators see it too: calls by system, operation and outcome.
+    let metrics = app.state().metrics.render();
+    assert!(
+        metrics.contains(
+            r#"portal_connector_calls_total{system="newsletter",operation="erase",outcome="unavailable"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"portal_connector_call_seconds_count{system="shop",operation="erase"}"#));
     c.app.stop().await;
 }
 
