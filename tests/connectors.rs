@@ -346,7 +346,9 @@ async fn a_system_down_for_the_whole_erasure_loses_nothing_and_erases_once() {
         ),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"portal_connector_call_seconds_count{system="shop",operation="erase"}"#));
+    assert!(
+        metrics.contains(r#"portal_connector_call_seconds_count{system="shop",operation="erase"}"#)
+    );
     c.app.stop().await;
 }
 

@@ -630,6 +630,26 @@ async fn register_csv_shows_timeliness_without_personal_data() {
         .await
         .unwrap();
 
+    // The year at a glance: four charts drawn on the server, no script.
+    let html = admin
+        .client
+        .get(app.url("/staff/register"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for id in [
+        "chart-per-month",
+        "chart-in-time",
+        "chart-median-days",
+        "chart-open-age",
+    ] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "{id}");
+    }
+    assert!(html.contains("<svg viewBox"));
+    assert!(!html.contains("<script"), "no JavaScript");
     let res = admin
         .client
         .get(app.url("/staff/register.csv"))

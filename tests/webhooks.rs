@@ -12,9 +12,12 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use common::{eventually, TestApp};
 use serde_json::{json, Value};
 
+/// (webhook-id, webhook-timestamp, webhook-signature, body) of each event.
+type Received = Arc<Mutex<Vec<(String, String, String, String)>>>;
+
 #[derive(Clone, Default)]
 struct Receiver {
-    got: Arc<Mutex<Vec<(String, String, String, String)>>>,
+    got: Received,
     down: Arc<AtomicBool>,
     refused: Arc<AtomicUsize>,
 }

@@ -16,6 +16,7 @@ pub mod object;
 pub mod processing_record;
 pub mod question;
 pub mod register;
+pub mod register_charts;
 pub mod retention;
 pub mod staff_auth;
 pub mod staff_intake;

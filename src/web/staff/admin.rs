@@ -38,6 +38,13 @@ pub(super) async fn register_page(
         })
         .collect();
     ctx.insert("rows", &rows);
+    let today = chrono::Utc::now()
+        .with_timezone(&state.settings.company.country.timezone())
+        .date_naive();
+    ctx.insert(
+        "charts",
+        &workflow::register_charts::build(&reg.rows, locale, today),
+    );
     ctx.insert("summary", &reg.summary);
     ctx.insert("shown", &rows.len());
     Ok(render(&state, StatusCode::OK, "staff/register.html", &ctx))
