@@ -420,7 +420,9 @@ async fn resend_post(
     let mut ctx = code_context(&state, &req, locale, &csrf, &row);
     match outcome {
         Ok(()) => ctx.insert("notice", &crate::i18n::t(locale, "code.resent")),
-        Err(e @ WorkflowError::RateLimited { .. }) => ctx.insert("error", &e.message(locale)),
+        Err(e @ (WorkflowError::RateLimited { .. } | WorkflowError::ResendTooSoon { .. })) => {
+            ctx.insert("error", &e.message(locale))
+        }
         Err(e) => return Err(fail(&state, locale, e)),
     }
     Ok(ok(&state, "portal/code.html", &ctx))
