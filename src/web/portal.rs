@@ -588,13 +588,17 @@ async fn submit_post(
         Err(e @ (WorkflowError::Invalid { .. } | WorkflowError::DetailsMismatch { .. }))
             if row.kind() == RequestKind::Delete =>
         {
-            // The form again with the reason. The stated details are not
-            // echoed back: the page never shows postcode or house number.
+            // The form again with the reason and what the customer typed
+            // (a typo is fixed, not retyped; the consent stays ticked).
+            // Only their own input comes back, never the stored details.
             let csrf = csrf_token(&session);
             let mut ctx = base_context(&state, locale, &rest_of(&req), Some(&csrf));
             ctx.insert("id", &row.id);
             ctx.insert("kind", &row.kind);
             ctx.insert("error", &e.message(locale));
+            ctx.insert("postcode", &form.postcode);
+            ctx.insert("house_number", &form.house_number);
+            ctx.insert("confirmed", &form.confirm.is_some());
             if let WorkflowError::Invalid { field, .. } = &e {
                 ctx.insert("error_field", field);
             }
