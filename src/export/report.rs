@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{cell, each_row, escape, Meta, CATEGORIES};
 use crate::{
-    domain::{authority, Locale},
+    domain::Locale,
     i18n::{t, t_args},
 };
 
@@ -187,7 +187,7 @@ pub fn cover(meta: &Meta<'_>, profile: &serde_json::Map<String, Value>) -> Vec<B
     doc.push(Block::Heading(t(l, "privacy.automated_title")));
     doc.push(Block::Paragraph(text(pn.automated_decisions.get(l))));
 
-    let auth = authority::for_country(c.country);
+    let complaint = crate::workflow::notice::complaint_view(c, l);
     doc.push(Block::Heading(t(l, "export.report.rights_title")));
     let mut rights: Vec<Rich> = [
         "rectification",
@@ -205,11 +205,17 @@ pub fn cover(meta: &Meta<'_>, profile: &serde_json::Map<String, Value>) -> Vec<B
             t_args(
                 l,
                 "privacy.complaint",
-                &[("authority", &t(l, auth.name_key))]
+                &[("authority", &complaint.authority)]
             )
         )),
-        Span::Link(auth.complaint_url.to_string()),
+        Span::Link(complaint.complaint_url.to_string()),
     ]);
+    if let (Some(also), Some(url)) = (complaint.also, complaint.also_url) {
+        rights.push(vec![
+            Span::Text(format!("{also} ")),
+            Span::Link(url.to_string()),
+        ]);
+    }
     doc.push(Block::List(rights));
 
     // The data itself.

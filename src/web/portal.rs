@@ -229,6 +229,10 @@ fn landing_view(state: &AppState, locale: Locale, rest: &str) -> (&'static str, 
         .map(|k| serde_json::json!({"kind": k.as_str(), "slug": k.slug(), "available": k.available()}))
         .collect();
     ctx.insert("kinds", &kinds);
+    ctx.insert(
+        "complaint",
+        &crate::workflow::notice::complaint_view(&state.settings.company, locale),
+    );
     ("portal/landing.html", ctx)
 }
 
