@@ -63,11 +63,23 @@ async fn enrol(app: &TestApp, email: &str) -> (String, Vec<String>) {
         page(&client, &app.url(&format!("{request_url}/authenticator"))).await;
     assert_eq!(status, 200);
     assert!(body.contains("data:image/svg+xml;base64,"), "a QR code");
-    let secret = regex::Regex::new(r#"id="totp-secret" class="secret">([A-Z2-7]+)<"#)
+    assert!(
+        regex::Regex::new(r#"<a href="otpauth:[^"]+"[^>]*id="open-authenticator""#)
+            .unwrap()
+            .is_match(&body),
+        "a link that opens the app on this phone"
+    );
+    // Shown in groups of four; the apps ignore the spaces.
+    let grouped = regex::Regex::new(r#"id="totp-secret" class="secret">([A-Z2-7 ]+)<"#)
         .unwrap()
         .captures(&body)
         .expect("the key in text")[1]
         .to_string();
+    assert!(
+        grouped.split(' ').all(|g| !g.is_empty() && g.len() <= 4) && grouped.contains(' '),
+        "{grouped}"
+    );
+    let secret = grouped.replace(' ', "");
     let res = client
         .post(app.url(&format!("{request_url}/authenticator")))
         .form(&[("csrf", csrf.clone().unwrap()), ("code", "000000".into())])

@@ -477,6 +477,24 @@ async fn deletion_through_the_dutch_html_forms() {
         body.contains(&t(Locale::Nl, "errors.consent_required")),
         "consent error in Dutch"
     );
+    // A wrong postcode: the form comes back as it was sent, consent ticked.
+    let (_, _, csrf) = page(&client, &app.url(&request_url)).await;
+    let res = client
+        .post(&submit_url)
+        .form(&[
+            ("csrf", csrf.unwrap().as_str()),
+            ("postcode", "1012 AC"),
+            ("house_number", "12"),
+            ("confirm", "yes"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("value=\"1012 AC\""), "{body}");
+    assert!(body.contains("value=\"12\""), "{body}");
+    assert!(body.contains("value=\"yes\" required checked"), "{body}");
     let (_, _, csrf) = page(&client, &app.url(&request_url)).await;
     let res = client
         .post(&submit_url)

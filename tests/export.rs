@@ -144,6 +144,16 @@ async fn the_archive_holds_everything_with_the_art15_cover_in_the_customers_lang
         "BOM for spreadsheets"
     );
     assert!(files["orders.csv"].contains("\"O-1001\""));
+    // Dutch Excel splits on ;, with Dutch headers.
+    let first = files["orders.csv"].lines().next().unwrap().to_string();
+    assert_eq!(
+        first.trim_start_matches('\u{feff}').split(';').count(),
+        6,
+        "{first}"
+    );
+    assert!(first.contains("\"Bestelnummer\";\"Besteld op\""), "{first}");
+    assert!(files["orders.csv"].contains("\"O-1001\";"));
+    assert!(files["profile.csv"].contains("\"Klantnummer\";\"C-1001\""));
     let report = &files["report.html"];
     assert!(report.contains("<html lang=\"nl\">"));
     assert!(report.contains("Anna de Vries"));
@@ -323,6 +333,54 @@ async fn the_mailed_link_needs_a_fresh_code_and_expires() {
     let files = unzip(&archive);
     assert!(files["data.json"].contains("Sven Åström"));
     assert!(files["report.html"].contains("<html lang=\"sv\">"));
+    // Written for people: labels, kronor, a Swedish long date; no stored keys.
+    let report = &files["report.html"];
+    assert!(
+        report.contains("name=\"viewport\" content=\"width=device-width, initial-scale=1\""),
+        "a phone layout"
+    );
+    assert!(report.contains(">Saldo<"), "a label, not balance_cents");
+    assert!(!report.contains("balance_cents") && !report.contains("placed_at"));
+    assert!(report.contains("599,00\u{a0}kr"), "the amount in kronor");
+    assert!(report.contains(">Levererad<"), "the status in Swedish");
+    let months = [
+        "januari",
+        "februari",
+        "mars",
+        "april",
+        "maj",
+        "juni",
+        "juli",
+        "augusti",
+        "september",
+        "oktober",
+        "november",
+        "december",
+    ];
+    let date = regex::Regex::new(r"\d{1,2} ([a-zåäö]+) \d{4} kl\. \d{2}:\d{2}").unwrap();
+    assert!(
+        date.captures_iter(report)
+            .any(|c| months.contains(&c.get(1).unwrap().as_str())),
+        "a local long date and time"
+    );
+    assert!(!report.contains("{\""), "no JSON in the report");
+    // A Dutch company's Swedish customer: the lead authority and IMY (Art. 77).
+    assert!(report.contains("autoriteitpersoonsgegevens.nl") && report.contains("www.imy.se"));
+    assert!(
+        !report.contains("599,00\u{a0}€"),
+        "the Swish payment is in kronor too"
+    );
+    // Swedish spreadsheets split on ; and read a decimal comma.
+    let orders = &files["orders.csv"];
+    assert!(
+        orders.starts_with("\u{feff}\"Ordernummer\";"),
+        "headers in Swedish: {orders}"
+    );
+    assert!(orders.contains(";\"599,00\";\"SEK\""), "{orders}");
+    assert!(
+        files["data.json"].contains("\"balance_cents\":0"),
+        "data.json keeps the keys"
+    );
     // å and ö come through the embedded font, as text.
     let pdf = pdf_text(&archive);
     assert!(pdf.contains("Sven Åström"), "{pdf}");
@@ -449,12 +507,12 @@ async fn hidden_and_fullwidth_formulas_are_inert_and_negative_amounts_stay_numbe
         assert!(contacts.contains(inert), "{inert} in {contacts}");
     }
     assert!(
-        files["orders.csv"].contains(",\"-1250\","),
+        files["orders.csv"].contains(",\"-12.50\","),
         "{}",
         files["orders.csv"]
     );
     assert!(
-        files["payments.csv"].contains("\"card\",\"-1250\""),
+        files["payments.csv"].contains("\"card\",\"-12.50\""),
         "{}",
         files["payments.csv"]
     );

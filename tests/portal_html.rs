@@ -139,6 +139,25 @@ async fn a_wrong_code_shows_a_translated_error_on_the_same_page() {
     let body = res.text().await.unwrap();
     assert!(body.contains("Die code klopt niet"), "{body}");
     assert!(body.contains("aria-invalid=\"true\""));
+    // "Send a new code" pressed right after the first: the seconds to wait,
+    // not "too many attempts … 1 minutes".
+    let (_, _, csrf) = page(&client, &app.url(&code_url)).await;
+    let resend_url = format!("{}/resend", code_url.trim_end_matches("/code"));
+    let res = client
+        .post(app.url(&resend_url))
+        .form(&[("csrf", csrf.unwrap())])
+        .send()
+        .await
+        .unwrap();
+    let body = res.text().await.unwrap();
+    let wait = regex::Regex::new(r"Je kunt over (\d+) seconden? een nieuwe code aanvragen")
+        .unwrap()
+        .captures(&body)
+        .unwrap_or_else(|| panic!("{body}"))[1]
+        .parse::<u32>()
+        .unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
+    assert!(!body.contains("Te veel pogingen"), "{body}");
     // A bad address on the start form: the form again, in Dutch, address kept.
     let (_, _, csrf) = page(&client, &app.url("/nl/question")).await;
     let res = client

@@ -14,6 +14,7 @@
 pub mod chunks;
 pub mod crypt;
 pub mod pdf;
+pub mod readable;
 pub mod report;
 
 use std::io::Write;
@@ -21,7 +22,7 @@ use std::io::Write;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::{config::Company, domain::Locale};
+use crate::{config::Company, domain::Locale, i18n::t};
 
 /// Categories beyond the profile, with the columns of their CSV. Fields not
 /// listed (kept from import) go to the last column as JSON.
@@ -252,22 +253,69 @@ fn columns_of(src: &dyn Source, category: &str) -> anyhow::Result<Vec<String>> {
     Ok(cols)
 }
 
+/// How a spreadsheet in the customer's region reads a CSV: Dutch and
+/// Swedish Excel split on `;` and take `,` as the decimal sign.
+struct Csv<'a> {
+    f: readable::Fmt<'a>,
+    sep: u8,
+    decimal: char,
+}
+
+impl<'a> Csv<'a> {
+    fn new(f: readable::Fmt<'a>) -> Self {
+        match f.locale {
+            Locale::En => Csv {
+                f,
+                sep: b',',
+                decimal: '.',
+            },
+            Locale::Nl | Locale::Sv => Csv {
+                f,
+                sep: b';',
+                decimal: ',',
+            },
+        }
+    }
+
+    fn line(&self, w: &mut impl Write, cells: &[&str]) -> std::io::Result<()> {
+        csv_line_with(w, cells, self.sep, self.decimal)
+    }
+
+    /// A value as a spreadsheet cell: amounts as local decimals (the
+    /// currency is in its own column or the company's), the rest as stored.
+    fn cell(&self, field: &str, v: &Value) -> String {
+        match v {
+            Value::Number(n) if field.ends_with("_cents") => match n.as_i64() {
+                Some(c) => readable::decimal(self.f.locale, c),
+                None => n.to_string(),
+            },
+            other => cell(other),
+        }
+    }
+
+    fn header(&self, category: &str, field: &str) -> String {
+        self.f.column(category, field)
+    }
+}
+
 /// One CSV of a category with the given columns; fields beyond them go to
 /// the last column as JSON.
 fn write_csv<W: Write>(
     w: &mut W,
+    csv: &Csv<'_>,
     src: &dyn Source,
     category: &str,
     columns: &[&str],
 ) -> anyhow::Result<()> {
     w.write_all(BOM)?;
-    let mut header: Vec<&str> = columns.to_vec();
-    header.push("other_fields");
-    csv_line(w, &header)?;
+    let mut header: Vec<String> = columns.iter().map(|c| csv.header(category, c)).collect();
+    header.push(t(csv.f.locale, "export.csv.other_fields"));
+    let refs: Vec<&str> = header.iter().map(String::as_str).collect();
+    csv.line(w, &refs)?;
     src.for_each_row(category, &mut |row| {
         let mut cells: Vec<String> = columns
             .iter()
-            .map(|c| row.get(*c).map(cell).unwrap_or_default())
+            .map(|c| row.get(*c).map(|v| csv.cell(c, v)).unwrap_or_default())
             .collect();
         let extra: serde_json::Map<String, Value> = row
             .as_object()
@@ -284,9 +332,24 @@ fn write_csv<W: Write>(
             Value::Object(extra).to_string()
         });
         let refs: Vec<&str> = cells.iter().map(String::as_str).collect();
-        csv_line(w, &refs)?;
+        csv.line(w, &refs)?;
         Ok(())
     })
+}
+
+/// `profile.csv`: one line per field, labelled in the customer's language.
+fn write_profile_csv<W: Write>(
+    w: &mut W,
+    csv: &Csv<'_>,
+    profile: &serde_json::Map<String, Value>,
+) -> anyhow::Result<()> {
+    let l = csv.f.locale;
+    w.write_all(BOM)?;
+    csv.line(w, &[&t(l, "export.csv.field"), &t(l, "export.csv.value")])?;
+    for (k, v) in profile {
+        csv.line(w, &[&csv.header("profile", k), &csv.cell(k, v)])?;
+    }
+    Ok(())
 }
 
 /// A system's folder: `data.json` with everything it returned and a CSV per
@@ -294,6 +357,7 @@ fn write_csv<W: Write>(
 fn write_system<W: Write + std::io::Seek>(
     zip: &mut zip::ZipWriter<W>,
     opts: zip::write::SimpleFileOptions,
+    csv: &Csv<'_>,
     sys: &OtherSystem,
 ) -> anyhow::Result<()> {
     let id = &sys.id;
@@ -321,11 +385,7 @@ fn write_system<W: Write + std::io::Seek>(
     zip.write_all(b"}")?;
     if !sys.data.profile.is_empty() {
         zip.start_file(format!("{id}/profile.csv"), opts)?;
-        zip.write_all(BOM)?;
-        csv_line(zip, &["field", "value"])?;
-        for (k, v) in &sys.data.profile {
-            csv_line(zip, &[k.as_str(), &cell(v)])?;
-        }
+        write_profile_csv(zip, csv, &sys.data.profile)?;
     }
     for (cat, _) in sys.data.counts() {
         let cols = match CATEGORIES.iter().find(|(c, _)| *c == cat) {
@@ -334,7 +394,7 @@ fn write_system<W: Write + std::io::Seek>(
         };
         let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
         zip.start_file(format!("{id}/{cat}.csv"), opts)?;
-        write_csv(zip, &sys.data, &cat, &refs)?;
+        write_csv(zip, csv, &sys.data, &cat, &refs)?;
     }
     Ok(())
 }
@@ -410,25 +470,22 @@ pub fn build<W: Write>(out: W, src: &dyn Source, meta: &Meta<'_>) -> anyhow::Res
     let original = src;
     let src: &dyn Source = &replay;
 
+    let csv = Csv::new(readable::Fmt::new(meta.locale, meta.company));
     zip.start_file("profile.csv", opts)?;
-    zip.write_all(BOM)?;
-    csv_line(&mut zip, &["field", "value"])?;
-    for (k, v) in &profile {
-        csv_line(&mut zip, &[k.as_str(), &cell(v)])?;
-    }
+    write_profile_csv(&mut zip, &csv, &profile)?;
     for (cat, columns) in CATEGORIES {
         zip.start_file(format!("{cat}.csv"), opts)?;
-        write_csv(&mut zip, src, cat, columns)?;
+        write_csv(&mut zip, &csv, src, cat, columns)?;
     }
     let extras = original.extra_categories();
     for cat in &extras {
         let cols = columns_of(original, cat)?;
         let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
         zip.start_file(format!("{cat}.csv"), opts)?;
-        write_csv(&mut zip, original, cat, &refs)?;
+        write_csv(&mut zip, &csv, original, cat, &refs)?;
     }
     for sys in meta.others {
-        write_system(&mut zip, opts, sys)?;
+        write_system(&mut zip, opts, &csv, sys)?;
     }
 
     zip.start_file("report.html", opts)?;
@@ -457,8 +514,15 @@ fn cell(v: &Value) -> String {
 /// spaces (also no-break and other Unicode spaces) and read the fullwidth
 /// signs as ASCII ones, so those count as formula starters too. A plain
 /// number (`-12.50`) stays a number.
+#[cfg(test)]
 fn neutralise(s: &str) -> String {
-    if is_plain_number(s) {
+    neutralise_with(s, '.')
+}
+
+/// [`neutralise`] for a region whose decimal sign is `decimal`: there
+/// `-12,50` is the plain number.
+fn neutralise_with(s: &str, decimal: char) -> String {
+    if is_plain_number(s, decimal) {
         return s.to_string();
     }
     let head = s.trim_start_matches(|c: char| {
@@ -475,23 +539,35 @@ fn neutralise(s: &str) -> String {
     }
 }
 
-/// `-12`, `-12.50`, `3.5`: what a spreadsheet reads as a number and nothing
-/// else.
-fn is_plain_number(s: &str) -> bool {
+/// `-12`, `-12.50`, `3.5` (or `-12,50` where the decimal sign is a comma):
+/// what a spreadsheet reads as a number and nothing else.
+fn is_plain_number(s: &str, decimal: char) -> bool {
     let digits = s.strip_prefix('-').unwrap_or(s);
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
+    let (int, frac) = digits.split_once(decimal).unwrap_or((digits, "0"));
     !int.is_empty()
         && !frac.is_empty()
         && int.bytes().all(|b| b.is_ascii_digit())
         && frac.bytes().all(|b| b.is_ascii_digit())
 }
 
+#[cfg(test)]
 fn csv_line(w: &mut impl Write, cells: &[&str]) -> std::io::Result<()> {
-    let line: Vec<String> = cells
-        .iter()
-        .map(|c| format!("\"{}\"", neutralise(c).replace('"', "\"\"")))
-        .collect();
-    w.write_all(line.join(",").as_bytes())?;
+    csv_line_with(w, cells, b',', '.')
+}
+
+fn csv_line_with(
+    w: &mut impl Write,
+    cells: &[&str],
+    sep: u8,
+    decimal: char,
+) -> std::io::Result<()> {
+    for (i, c) in cells.iter().enumerate() {
+        if i > 0 {
+            w.write_all(&[sep])?;
+        }
+        let quoted = format!("\"{}\"", neutralise_with(c, decimal).replace('"', "\"\""));
+        w.write_all(quoted.as_bytes())?;
+    }
     w.write_all(b"\r\n")
 }
 
@@ -614,11 +690,11 @@ mod tests {
         let mut html = Vec::new();
         let doc = report::write_html(&mut html, &src, &src, &meta, &profile).unwrap();
         let html = String::from_utf8(html).unwrap();
-        assert!(html.contains("<td>O-00249</td>"), "the HTML has every row");
+        assert!(html.contains(">O-00249</td>"), "the HTML has every row");
 
         let orders = tables(&doc)
             .into_iter()
-            .find(|t| t.header.first().map(String::as_str) == Some("id"))
+            .find(|t| t.header.first().map(String::as_str) == Some("Ordernummer"))
             .unwrap();
         assert_eq!(orders.rows.len(), report::PDF_ROWS);
         let note = report::more_rows(Locale::Sv, "orders", 250);
@@ -689,10 +765,11 @@ mod tests {
         let csv = read("orders.csv");
         assert_eq!(csv.lines().count(), n + 1, "header and every order");
         assert!(
-            csv.contains("\"O-10000\",\"2024-05-01T09:00:00Z\",\"delivered\",\"11000\",\"SEK\"")
+            csv.contains("\"O-10000\";\"2024-05-01T09:00:00Z\";\"delivered\";\"110,00\";\"SEK\""),
+            "Dutch spreadsheets split on ; and read a decimal comma"
         );
         let html = read("report.html");
-        assert_eq!(html.matches("<td>O-").count(), n);
+        assert_eq!(html.matches("\">O-").count(), n);
         assert!(read("data.json").contains("\"O-10000\""));
     }
 }

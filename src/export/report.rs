@@ -8,9 +8,9 @@ use std::io::Write;
 
 use serde_json::Value;
 
-use super::{cell, each_row, escape, Meta, CATEGORIES};
+use super::{each_row, escape, readable::Fmt, Meta, CATEGORIES};
 use crate::{
-    domain::{authority, Locale},
+    domain::Locale,
     i18n::{t, t_args},
 };
 
@@ -52,7 +52,7 @@ fn text(s: impl Into<String>) -> Rich {
 }
 
 /// The title, the Art. 15(1) information and the profile.
-pub fn cover(meta: &Meta<'_>, profile: &serde_json::Map<String, Value>) -> Vec<Block> {
+pub fn cover(meta: &Meta<'_>, f: &Fmt<'_>, profile: &serde_json::Map<String, Value>) -> Vec<Block> {
     let l = meta.locale;
     let c = meta.company;
     let pn = &c.privacy_notice;
@@ -187,7 +187,7 @@ pub fn cover(meta: &Meta<'_>, profile: &serde_json::Map<String, Value>) -> Vec<B
     doc.push(Block::Heading(t(l, "privacy.automated_title")));
     doc.push(Block::Paragraph(text(pn.automated_decisions.get(l))));
 
-    let auth = authority::for_country(c.country);
+    let complaint = crate::workflow::notice::complaint_view(c, l);
     doc.push(Block::Heading(t(l, "export.report.rights_title")));
     let mut rights: Vec<Rich> = [
         "rectification",
@@ -205,11 +205,17 @@ pub fn cover(meta: &Meta<'_>, profile: &serde_json::Map<String, Value>) -> Vec<B
             t_args(
                 l,
                 "privacy.complaint",
-                &[("authority", &t(l, auth.name_key))]
+                &[("authority", &complaint.authority)]
             )
         )),
-        Span::Link(auth.complaint_url.to_string()),
+        Span::Link(complaint.complaint_url.to_string()),
     ]);
+    if let (Some(also), Some(url)) = (complaint.also, complaint.also_url) {
+        rights.push(vec![
+            Span::Text(format!("{also} ")),
+            Span::Link(url.to_string()),
+        ]);
+    }
     doc.push(Block::List(rights));
 
     // The data itself.
@@ -218,29 +224,59 @@ pub fn cover(meta: &Meta<'_>, profile: &serde_json::Map<String, Value>) -> Vec<B
         header: vec![t(l, "export.report.field"), t(l, "export.report.value")],
         rows: profile
             .iter()
-            .map(|(k, v)| vec![text(k), text(cell(v))])
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| vec![text(f.label(k)), f.value(k, v, None)])
             .collect(),
         empty: None,
     }));
     doc
 }
 
-/// One row of a category: its columns, then the fields not listed.
-fn row_cells(columns: &[&str], row: &Value) -> Vec<Rich> {
+/// The columns a category shows in the report: the amounts already say
+/// their currency, so a currency column would only repeat it.
+fn report_columns<'c>(columns: &[&'c str]) -> Vec<&'c str> {
+    let amounts = columns.iter().any(|c| c.ends_with("_cents"));
+    columns
+        .iter()
+        .copied()
+        .filter(|c| !(amounts && *c == "currency"))
+        .collect()
+}
+
+/// One row of a category: its columns, then the fields not listed (as
+/// readable lines, not JSON).
+fn row_cells(f: &Fmt<'_>, columns: &[&str], row: &Value) -> Vec<Rich> {
     let mut cells: Vec<Rich> = columns
         .iter()
-        .map(|c| text(row.get(*c).map(cell).unwrap_or_default()))
-        .collect();
-    let extra: Vec<String> = row
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .filter(|(k, _)| !columns.contains(&k.as_str()))
-                .map(|(k, v)| format!("{k}: {}", cell(v)))
-                .collect()
+        .map(|c| {
+            row.get(*c)
+                .map(|v| f.value(c, v, Some(row)))
+                .unwrap_or_default()
         })
-        .unwrap_or_default();
-    cells.push(text(extra.join("; ")));
+        .collect();
+    let mut extra: Rich = Vec::new();
+    if let Some(o) = row.as_object() {
+        // The amounts say the currency already.
+        let priced = o.keys().any(|k| k.ends_with("_cents"));
+        for (k, v) in o {
+            if columns.contains(&k.as_str()) || (priced && k == "currency") {
+                continue;
+            }
+            if !extra.is_empty() {
+                extra.push(Span::Break);
+            }
+            let value = f.value(k, v, Some(row));
+            if matches!(v, Value::Object(_) | Value::Array(_)) {
+                extra.push(Span::Text(format!("{}:", f.label(k))));
+                extra.push(Span::Break);
+                extra.extend(value);
+            } else {
+                extra.push(Span::Text(format!("{}: ", f.label(k))));
+                extra.extend(value);
+            }
+        }
+    }
+    cells.push(extra);
     cells
 }
 
@@ -286,14 +322,19 @@ pub fn write_html(
     profile: &serde_json::Map<String, Value>,
 ) -> anyhow::Result<Vec<Block>> {
     let l = meta.locale;
-    let mut doc = cover(meta, profile);
+    let f = Fmt::for_customer(l, meta.company, src)?;
+    let mut doc = cover(meta, &f, profile);
     let title = t(l, "export.report.title");
     write!(
         w,
-        "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\"><title>{}</title>\
-         <style>body{{font-family:Arial,Helvetica,sans-serif;color:#1a1a1a;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}\
+        "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title>\
+         <style>body{{font-family:Arial,Helvetica,sans-serif;color:#1a1a1a;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5;overflow-wrap:anywhere}}\
          table{{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}}th,td{{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top}}\
-         th{{background:#f0f2f4}}h2{{margin-top:2rem;border-bottom:2px solid #0b5cad}}@media print{{h2{{break-after:avoid}}}}</style></head><body>",
+         th{{background:#f0f2f4}}h2{{margin-top:2rem;border-bottom:2px solid #0b5cad}}@media print{{h2{{break-after:avoid}}}}\
+         @media (max-width:600px){{body{{margin:1rem auto}}table,tbody,tr,td{{display:block;width:auto}}thead{{display:none}}\
+         tr{{border:1px solid #ccc;margin:0 0 .75rem}}td{{border:0;border-top:1px solid #eee}}tr td:first-child{{border-top:0}}\
+         td[data-label]::before{{content:attr(data-label);display:block;font-weight:bold;font-size:.85em;color:#444}}}}</style></head><body>",
         l.as_str(),
         escape(&title)
     )?;
@@ -303,15 +344,16 @@ pub fn write_html(
 
     for (cat, columns) in CATEGORIES {
         let heading = t(l, &format!("export.report.{cat}"));
-        let mut header: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+        let columns = report_columns(columns);
+        let mut header: Vec<String> = columns.iter().map(|c| f.column(cat, c)).collect();
         header.push(t(l, "export.report.other_fields"));
         write!(w, "<h2>{}</h2>", escape(&heading))?;
         html_table_start(w, &header)?;
         let mut rows = Vec::new();
         let mut count = 0usize;
         each_row(src, cat, |row| {
-            let cells = row_cells(columns, row);
-            html_row(w, &cells)?;
+            let cells = row_cells(&f, &columns, row);
+            html_row(w, &header, &cells)?;
             count += 1;
             if rows.len() < PDF_ROWS {
                 rows.push(cells);
@@ -333,18 +375,41 @@ pub fn write_html(
     // Categories a company system returned that the portal has no words
     // for: shown with their own field names.
     for cat in original.extra_categories() {
+        if cat == "consents" {
+            // A company system's consents: purposes with yes or no.
+            let heading = f.label("consents");
+            let mut items: Vec<Rich> = Vec::new();
+            original.for_each_row(&cat, &mut |row| {
+                if let Some(o) = row.as_object() {
+                    for (k, v) in o {
+                        items.push(text(format!(
+                            "{}: {}",
+                            f.purpose(k),
+                            super::readable::plain(&f.value("", v, None))
+                        )));
+                    }
+                }
+                Ok(())
+            })?;
+            let blocks = [Block::Heading(heading), Block::List(items)];
+            for b in &blocks {
+                html_block(w, b)?;
+            }
+            doc.extend(blocks);
+            continue;
+        }
         let columns = super::columns_of(original, &cat)?;
         let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
         let heading = crate::workflow::delete::category_label(l, &cat);
-        let mut header: Vec<String> = columns.clone();
+        let mut header: Vec<String> = columns.iter().map(|c| f.column(&cat, c)).collect();
         header.push(t(l, "export.report.other_fields"));
         write!(w, "<h2>{}</h2>", escape(&heading))?;
         html_table_start(w, &header)?;
         let mut rows = Vec::new();
         let mut count = 0usize;
         original.for_each_row(&cat, &mut |row| {
-            let cells = row_cells(&refs, row);
-            html_row(w, &cells)?;
+            let cells = row_cells(&f, &refs, row);
+            html_row(w, &header, &cells)?;
             count += 1;
             if rows.len() < PDF_ROWS {
                 rows.push(cells);
@@ -454,7 +519,7 @@ fn html_block(w: &mut impl Write, block: &Block) -> std::io::Result<()> {
         Block::Table(table) => {
             html_table_start(w, &table.header)?;
             for row in &table.rows {
-                html_row(w, row)?;
+                html_row(w, &table.header, row)?;
             }
             html_table_end(
                 w,
@@ -466,17 +531,22 @@ fn html_block(w: &mut impl Write, block: &Block) -> std::io::Result<()> {
 }
 
 fn html_table_start(w: &mut impl Write, header: &[String]) -> std::io::Result<()> {
-    w.write_all(b"<table><tr>")?;
+    w.write_all(b"<table><thead><tr>")?;
     for h in header {
         write!(w, "<th>{}</th>", escape(h))?;
     }
-    w.write_all(b"</tr>")
+    w.write_all(b"</tr></thead>")
 }
 
-fn html_row(w: &mut impl Write, cells: &[Rich]) -> std::io::Result<()> {
+/// A row; each cell carries its column's name, which the phone layout
+/// shows above the value once the table is stacked.
+fn html_row(w: &mut impl Write, header: &[String], cells: &[Rich]) -> std::io::Result<()> {
     w.write_all(b"<tr>")?;
-    for c in cells {
-        w.write_all(b"<td>")?;
+    for (i, c) in cells.iter().enumerate() {
+        match header.get(i) {
+            Some(h) => write!(w, "<td data-label=\"{}\">", escape(h))?,
+            None => w.write_all(b"<td>")?,
+        }
         html_rich(w, c)?;
         w.write_all(b"</td>")?;
     }

@@ -232,6 +232,10 @@ fn landing_view(state: &AppState, locale: Locale, rest: &str) -> (&'static str, 
         .map(|k| serde_json::json!({"kind": k.as_str(), "slug": k.slug(), "available": k.available()}))
         .collect();
     ctx.insert("kinds", &kinds);
+    ctx.insert(
+        "complaint",
+        &crate::workflow::notice::complaint_view(&state.settings.company, locale),
+    );
     ("portal/landing.html", ctx)
 }
 
@@ -423,7 +427,9 @@ async fn resend_post(
     let mut ctx = code_context(&state, &req, locale, &csrf, &row);
     match outcome {
         Ok(()) => ctx.insert("notice", &crate::i18n::t(locale, "code.resent")),
-        Err(e @ WorkflowError::RateLimited { .. }) => ctx.insert("error", &e.message(locale)),
+        Err(e @ (WorkflowError::RateLimited { .. } | WorkflowError::ResendTooSoon { .. })) => {
+            ctx.insert("error", &e.message(locale))
+        }
         Err(e) => return Err(fail(&state, locale, e)),
     }
     Ok(ok(&state, "portal/code.html", &ctx))
@@ -589,13 +595,17 @@ async fn submit_post(
         Err(e @ (WorkflowError::Invalid { .. } | WorkflowError::DetailsMismatch { .. }))
             if row.kind() == RequestKind::Delete =>
         {
-            // The form again with the reason. The stated details are not
-            // echoed back: the page never shows postcode or house number.
+            // The form again with the reason and what the customer typed
+            // (a typo is fixed, not retyped; the consent stays ticked).
+            // Only their own input comes back, never the stored details.
             let csrf = csrf_token(&session);
             let mut ctx = base_context(&state, locale, &rest_of(&req), Some(&csrf));
             ctx.insert("id", &row.id);
             ctx.insert("kind", &row.kind);
             ctx.insert("error", &e.message(locale));
+            ctx.insert("postcode", &form.postcode);
+            ctx.insert("house_number", &form.house_number);
+            ctx.insert("confirmed", &form.confirm.is_some());
             if let WorkflowError::Invalid { field, .. } = &e {
                 ctx.insert("error_field", field);
             }

@@ -30,7 +30,22 @@ pub async fn enrolled(state: &AppState, acc: &AccountRef) -> WResult<bool> {
 
 pub struct Setup {
     pub secret_b32: String,
+    /// The key in groups of four, as people copy it from a screen.
+    pub secret_grouped: String,
+    /// `otpauth://…`: opens the authenticator app on the phone showing the
+    /// page, where a QR code cannot be scanned.
+    pub otpauth_url: String,
     pub qr_data_uri: String,
+}
+
+/// "ABCD EFGH IJ…"; authenticator apps ignore the spaces.
+pub fn grouped(secret_b32: &str) -> String {
+    let chars: Vec<char> = secret_b32.trim_end_matches('=').chars().collect();
+    chars
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A new secret to show as QR code and text; kept by the caller (in the
@@ -51,6 +66,8 @@ pub fn setup_for(state: &AppState, secret_b32: &str, label: &str) -> WResult<Set
     use base64::Engine;
     Ok(Setup {
         secret_b32: secret_b32.to_string(),
+        secret_grouped: grouped(secret_b32),
+        otpauth_url: url,
         qr_data_uri: format!(
             "data:image/svg+xml;base64,{}",
             base64::engine::general_purpose::STANDARD.encode(svg)

@@ -11,7 +11,7 @@ use tera::Context;
 
 use super::{WResult, WorkflowError};
 use crate::{
-    domain::{authority, RequestKind, Status},
+    domain::{RequestKind, Status},
     mail,
     store::{self, audit, cases, requests, requests::RequestRow, staff},
     AppState,
@@ -108,9 +108,13 @@ fn mail_context(state: &AppState, row: &RequestRow) -> Context {
         &crate::i18n::t(locale, &format!("kinds.{}.title", row.kind)),
     );
     ctx.insert("due_date", &due_long(row));
-    let auth = authority::for_country(state.settings.company.country);
-    ctx.insert("authority", &crate::i18n::t(locale, auth.name_key));
-    ctx.insert("complaint_url", auth.complaint_url);
+    let complaint = super::notice::complaint_view(&state.settings.company, locale);
+    ctx.insert("authority", &complaint.authority);
+    ctx.insert("complaint_url", complaint.complaint_url);
+    if let (Some(also), Some(url)) = (&complaint.also, complaint.also_url) {
+        ctx.insert("also_authority", also);
+        ctx.insert("also_url", url);
+    }
     ctx
 }
 

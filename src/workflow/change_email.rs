@@ -158,7 +158,7 @@ pub async fn resend_new_code(state: &AppState, id: &str) -> WResult<()> {
     if let Some(last) = codes::last_sent_for_request(&mut tx, id).await? {
         let wait = last + super::limits::RESEND_COOLDOWN_SECS - now;
         if wait > 0 {
-            return Err(WorkflowError::RateLimited {
+            return Err(WorkflowError::ResendTooSoon {
                 retry_after: wait as u64,
             });
         }

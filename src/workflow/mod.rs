@@ -59,6 +59,10 @@ pub enum WorkflowError {
     CodeExpired,
     #[error("rate limited")]
     RateLimited { retry_after: u64 },
+    /// A new code was asked for within the resend cooldown: the customer
+    /// is told the seconds to wait, not "too many attempts".
+    #[error("a new code was sent moments ago")]
+    ResendTooSoon { retry_after: u64 },
     #[error("identity not verified")]
     NotVerified,
     #[error("no account for this address")]
@@ -155,7 +159,9 @@ impl WorkflowError {
             WorkflowError::InvalidCode { .. } => ("invalid_code", 422),
             WorkflowError::TooManyAttempts { .. } => ("too_many_attempts", 429),
             WorkflowError::CodeExpired => ("code_expired", 410),
-            WorkflowError::RateLimited { .. } => ("rate_limited", 429),
+            WorkflowError::RateLimited { .. } | WorkflowError::ResendTooSoon { .. } => {
+                ("rate_limited", 429)
+            }
             WorkflowError::NotVerified => ("not_verified", 403),
             WorkflowError::NoAccount => ("no_account", 422),
             WorkflowError::WrongState { .. } => ("wrong_state", 409),
@@ -194,6 +200,12 @@ impl WorkflowError {
                 };
                 t_count(locale, key, minutes, &[])
             }
+            WorkflowError::ResendTooSoon { retry_after } => t_count(
+                locale,
+                "errors.resend_wait",
+                i64::try_from((*retry_after).max(1)).unwrap_or(i64::MAX),
+                &[],
+            ),
             WorkflowError::TooManyAttempts { retry_after: None } => t(locale, "errors.code_burnt"),
             WorkflowError::FallbackMismatch => t(locale, "errors.fallback_mismatch"),
             WorkflowError::DetailsMismatch { attempts_left } => {
@@ -206,7 +218,8 @@ impl WorkflowError {
 
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            WorkflowError::RateLimited { retry_after } => Some(*retry_after),
+            WorkflowError::RateLimited { retry_after }
+            | WorkflowError::ResendTooSoon { retry_after } => Some(*retry_after),
             WorkflowError::TooManyAttempts { retry_after } => Some(retry_after.unwrap_or(0)),
             WorkflowError::ExportProcessing { retry_after } => Some(*retry_after),
             WorkflowError::Unavailable | WorkflowError::SystemUnavailable => {

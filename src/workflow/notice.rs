@@ -10,6 +10,38 @@ use crate::{
     i18n::t,
 };
 
+/// Where a customer may complain (Art. 77), in their language: the
+/// company's lead authority and, for a customer of another member state,
+/// their own. Every page, mail and report names authorities through this.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComplaintView {
+    pub authority: String,
+    pub complaint_url: &'static str,
+    /// "If you live in Sweden, you can also complain to IMY:".
+    pub also: Option<String>,
+    pub also_url: Option<&'static str>,
+}
+
+pub fn complaint_view(c: &Company, locale: Locale) -> ComplaintView {
+    let a = authority::complaint(c.country, locale);
+    let also = a.residence.map(|r| {
+        crate::i18n::t_args(
+            locale,
+            "authority.also",
+            &[
+                ("country", &t(locale, r.country_key)),
+                ("authority", &t(locale, r.name_key)),
+            ],
+        )
+    });
+    ComplaintView {
+        authority: t(locale, a.lead.name_key),
+        complaint_url: a.lead.complaint_url,
+        also,
+        also_url: a.residence.map(|r| r.complaint_url),
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PurposeView {
     pub id: String,
@@ -75,6 +107,7 @@ pub struct NoticeView {
     pub provision: Option<String>,
     pub authority: String,
     pub complaint_url: &'static str,
+    pub complaint: ComplaintView,
     pub objection_purposes: Vec<ObjectionView>,
     pub guidance: Vec<TopicLink>,
 }
@@ -88,7 +121,7 @@ pub fn view(c: &Company, locale: Locale) -> NoticeView {
             .map(|cat| cat.name.get(locale).to_string())
             .unwrap_or_default()
     };
-    let authority = authority::for_country(c.country);
+    let complaint = complaint_view(c, locale);
     NoticeView {
         company: c.name.clone(),
         address: c.address.clone(),
@@ -152,8 +185,9 @@ pub fn view(c: &Company, locale: Locale) -> NoticeView {
         automated_decisions: n.automated_decisions.get(locale).to_string(),
         transfers: n.transfers.as_ref().map(|x| x.get(locale).to_string()),
         provision: n.provision.as_ref().map(|x| x.get(locale).to_string()),
-        authority: t(locale, authority.name_key),
-        complaint_url: authority.complaint_url,
+        authority: complaint.authority.clone(),
+        complaint_url: complaint.complaint_url,
+        complaint,
         objection_purposes: c
             .objection_purposes
             .iter()

@@ -75,7 +75,8 @@ pub(super) async fn page(
     };
     let setup = authenticator::setup_for(&state, &secret, &state.settings.company.name)
         .map_err(|e| fail(&state, locale, e))?;
-    ctx.insert("secret", &setup.secret_b32);
+    ctx.insert("secret", &setup.secret_grouped);
+    ctx.insert("otpauth_url", &setup.otpauth_url);
     ctx.insert("qr", &setup.qr_data_uri);
     Ok(ok(&state, "portal/authenticator.html", &ctx))
 }
@@ -118,7 +119,8 @@ pub(super) async fn confirm(
         Err(e @ WorkflowError::Invalid { .. }) => {
             let setup = authenticator::setup_for(&state, &secret, &state.settings.company.name)
                 .map_err(|e| fail(&state, locale, e))?;
-            ctx.insert("secret", &setup.secret_b32);
+            ctx.insert("secret", &setup.secret_grouped);
+            ctx.insert("otpauth_url", &setup.otpauth_url);
             ctx.insert("qr", &setup.qr_data_uri);
             ctx.insert("error", &e.message(locale));
             Ok(render(

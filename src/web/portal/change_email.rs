@@ -180,7 +180,9 @@ pub(super) async fn new_resend_post(
     let mut ctx = code_again(&state, &req, &session, locale, &row);
     match change_email::resend_new_code(&state, &id).await {
         Ok(()) => ctx.insert("notice", &crate::i18n::t(locale, "code.resent")),
-        Err(e @ WorkflowError::RateLimited { .. }) => ctx.insert("error", &e.message(locale)),
+        Err(e @ (WorkflowError::RateLimited { .. } | WorkflowError::ResendTooSoon { .. })) => {
+            ctx.insert("error", &e.message(locale))
+        }
         Err(WorkflowError::WrongState { .. }) => {
             return Ok(see_other(format!("/{}/r/{}", locale.as_str(), id)))
         }
