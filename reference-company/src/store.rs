@@ -643,7 +643,9 @@ pub async fn inactive(
     cursor: &str,
     limit: i64,
 ) -> anyhow::Result<(Vec<serde_json::Value>, Option<String>)> {
-    let rows: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+    // (id, email, locale, last activity)
+    type ActivityRow = (String, Option<String>, Option<String>, Option<String>);
+    let rows: Vec<ActivityRow> = sqlx::query_as(
         "SELECT c.id, c.email, c.locale, \
            MAX(COALESCE(c.created_at, ''), COALESCE(c.active_at, ''), \
                COALESCE((SELECT MAX(o.placed_at) FROM orders o WHERE o.customer_id = c.id), '')) \

@@ -92,7 +92,7 @@ impl Connector for BuiltinStore {
                 .into_iter()
                 .flatten()
                 .max()?;
-                (last < before).then(|| super::InactiveAccount {
+                (last < before).then_some(super::InactiveAccount {
                     account: r.id,
                     email: r.email,
                     locale: r.locale,
