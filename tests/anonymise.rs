@@ -8,7 +8,7 @@ use chrono::{Duration, Utc};
 use common::TestApp;
 use privacy_portal::workflow::anonymise;
 
-async fn app() -> TestApp {
+fn company() -> privacy_portal::config::Company {
     let mut company =
         privacy_portal::config::parse_company(privacy_portal::config::DEMO_COMPANY_TOML, "test")
             .unwrap();
@@ -16,7 +16,17 @@ async fn app() -> TestApp {
         anonymise_after_months: 12,
         warn_days_before: 30,
     });
-    let app = TestApp::spawn_with(move |s| s.company = company).await;
+    company
+}
+
+async fn app() -> TestApp {
+    let company = company();
+    // The test drives the schedule with its own clock.
+    let app = TestApp::spawn_with(move |s| {
+        s.company = company;
+        s.schedule_anonymisation = false;
+    })
+    .await;
     // Two years without activity and money still owed: blocked.
     let olle = serde_json::json!({"external_id": "C-7001", "email": "olle@example.se", "name": "Olle Berg",
         "locale": "sv", "postcode": "411 01", "house_number": "3",
@@ -70,6 +80,14 @@ async fn inactive_accounts_are_warned_then_anonymised_on_the_day_unless_kept_or_
     // each in their language, with a link to keep the account.
     let lines = anonymise::run(state, now, false).await.unwrap();
     assert_eq!(actions(&lines), ["warn", "warn", "warn"]);
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM inactivity_notices WHERE status = $1",
+            "warned"
+        )
+        .await,
+        3
+    );
     let anna = app.mail.wait_for("anna@example.nl", 1).await;
     assert!(anna[0].subject.contains("account"), "{}", anna[0].subject);
     let eva = app.mail.wait_for("eva.old@example.nl", 1).await;
@@ -163,7 +181,12 @@ async fn inactive_accounts_are_warned_then_anonymised_on_the_day_unless_kept_or_
 #[tokio::test(flavor = "multi_thread")]
 async fn two_instances_anonymise_an_account_once() {
     let app = app().await;
-    let sibling = app.spawn_sibling().await;
+    let sibling = app
+        .spawn_sibling_with(|s| {
+            s.company = company();
+            s.schedule_anonymisation = false;
+        })
+        .await;
     let now = Utc::now();
     anonymise::run(app.state(), now, false).await.unwrap();
     let later = now + Duration::days(31);
@@ -175,13 +198,30 @@ async fn two_instances_anonymise_an_account_once() {
     b.unwrap();
     assert_eq!(requests_for(&app, "anna@example.nl").await, 1);
     assert_eq!(requests_for(&app, "eva.old@example.nl").await, 1);
+    // Each erased once (a step may finish on the other instance's runner).
+    common::eventually("both erasures complete", || async {
+        let n = app
+            .scalar(
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'erased' AND actor = $1",
+                "scheduler",
+            )
+            .await;
+        if n == 2 {
+            Ok(n)
+        } else {
+            Err(n)
+        }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(
         app.scalar(
             "SELECT COUNT(*) FROM audit_events WHERE action = 'erased' AND actor = $1",
             "scheduler"
         )
         .await,
-        2
+        2,
+        "and not a third time"
     );
     sibling.stop().await;
     app.stop().await;

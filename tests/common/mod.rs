@@ -284,6 +284,7 @@ pub fn test_settings(database_url: String, port: u16, smtp_port: u16) -> Setting
         worker_interval: Duration::from_millis(200),
         connector_retry_base: std::time::Duration::from_millis(300),
         connector_retry_max: std::time::Duration::from_secs(2),
+        schedule_anonymisation: true,
         mail_timing: privacy_portal::mail::Timing {
             send_timeout: Duration::from_secs(5),
             lease: Duration::from_secs(8),
@@ -302,6 +303,10 @@ pub fn test_settings(database_url: String, port: u16, smtp_port: u16) -> Setting
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
+        // The server closes a connection idle for 5 s (actix keep-alive); a
+        // test that waits for a TOTP step must not reuse such a connection
+        // (the request would fail with an incomplete message).
+        .pool_idle_timeout(Duration::from_secs(2))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
@@ -332,9 +337,18 @@ impl TestApp {
     /// already there). `self` may be stopped; keep it alive while the
     /// sibling runs: on SQLite the database file lies in `self`'s temp dir.
     pub async fn spawn_sibling(&self) -> TestApp {
+        self.spawn_sibling_with(|_| {}).await
+    }
+
+    /// A sibling with settings of its own (the same company file, say).
+    #[allow(dead_code)]
+    pub async fn spawn_sibling_with(&self, adjust: impl FnOnce(&mut Settings)) -> TestApp {
         let secret = self.secret_key.clone();
         Self::spawn_inner(
-            move |s| s.secret_key = secret,
+            move |s| {
+                s.secret_key = secret;
+                adjust(s);
+            },
             self.mail.clone(),
             self.smtp_port,
             Some(self.database_url.clone()),
