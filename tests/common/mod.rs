@@ -20,6 +20,9 @@ use secrecy::SecretString;
 /// A scripted SMTP server that misbehaves on purpose.
 pub mod fake_smtp;
 
+/// The reference company API as the portal's connected systems.
+pub mod connectors;
+
 /// WebDriver client, chromedriver launcher and axe-core scan for the browser tests.
 #[cfg(feature = "browser-tests")]
 pub mod webdriver;
