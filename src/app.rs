@@ -48,11 +48,15 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let db = Db::connect(&settings.database_url).await?;
     db.migrate().await?;
     let keys = Arc::new(Keys::derive(&settings.master_key()));
-    let systems = Arc::new(Systems::build(
-        &settings.company.connectors,
-        &db,
-        settings.company.country.timezone(),
-    )?);
+    let systems = Arc::new(
+        Systems::build(
+            &settings.company.connectors,
+            &db,
+            settings.company.country.timezone(),
+            &keys,
+        )
+        .await?,
+    );
     let client_limiter = NonZeroU32::new(settings.client_rate_limit_per_minute)
         .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
     Ok(AppState {
