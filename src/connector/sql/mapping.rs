@@ -495,6 +495,107 @@ mod tests {
         assert_eq!((s.as_str(), n), ("WHERE a = ?", 1));
     }
 
+    fn mapping(tables: &str) -> Result<Vec<Resolved>, Vec<String>> {
+        let file = format!(
+            r#"
+url_env = "SHOP_URL"
+[account]
+table = "customer"
+key = "id"
+email = "email"
+postcode = "pc"
+house_number = "hn"
+[[tables]]
+table = "customer"
+category = "profile"
+erase = {{ email = "hash" }}
+{tables}"#
+        );
+        let rest: toml::Table = toml::from_str(&file).unwrap();
+        resolve(&parse(&rest).unwrap(), "connectors[0]")
+    }
+
+    #[test]
+    fn links_resolve_and_mistakes_are_named() {
+        let ok = mapping(
+            r#"
+[[tables]]
+table = "orders"
+account_column = "customer_id"
+category = "orders"
+[[tables]]
+table = "lines"
+parent = "orders"
+parent_column = "order_id"
+category = "lines"
+"#,
+        )
+        .unwrap();
+        assert_eq!(ok[1].link, Link::Column("customer_id".into()));
+        assert_eq!(
+            ok[2].link,
+            Link::Parent {
+                parent: 1,
+                column: "order_id".into()
+            }
+        );
+        let err = mapping(
+            r#"
+[[tables]]
+table = "orders"
+account_column = "customer_id"
+parent = "customer"
+parent_column = "customer_id"
+category = "Orders!"
+erase = { customer_id = "null", note = "blank" }
+"#,
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            err.contains("connectors[0].tables[1]: say how `orders` is reached"),
+            "{err}"
+        );
+        assert!(err.contains("tables[1].category"), "{err}");
+        assert!(err.contains("tables[1].erase.note must be"), "{err}");
+        let err = mapping(
+            r#"
+[[tables]]
+table = "orders"
+account_column = "customer_id"
+category = "orders"
+erase = { customer_id = "null" }
+"#,
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            err.contains("erase.customer_id: this column is how the rows are found"),
+            "{err}"
+        );
+        let err = mapping(
+            r#"
+[[tables]]
+table = "orders; DROP TABLE customer"
+account_column = "customer_id"
+category = "orders"
+"#,
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(err.contains("is not a plain table or column name"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let rest: toml::Table = toml::from_str(
+            "url_env = \"X\"\n[account]\ntable = \"c\"\nkey = \"id\"\nemail = \"e\"\npostcode = \"p\"\nhouse_number = \"h\"\nmail = \"x\"\n",
+        )
+        .unwrap();
+        let e = parse(&rest).unwrap_err();
+        assert!(e.contains("unknown field `mail`"), "{e}");
+    }
+
     #[test]
     fn identifiers_are_plain() {
         assert!(is_ident("customer_id"));
