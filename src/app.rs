@@ -51,12 +51,16 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     db.migrate().await?;
     let keys = Arc::new(Keys::derive(&settings.master_key()));
     let metrics = Arc::new(Metrics::new());
-    let systems = Arc::new(Systems::build(
-        &settings.company.connectors,
-        &db,
-        settings.company.country.timezone(),
-        &metrics,
-    )?);
+    let systems = Arc::new(
+        Systems::build(
+            &settings.company.connectors,
+            &db,
+            settings.company.country.timezone(),
+            &keys,
+            &metrics,
+        )
+        .await?,
+    );
     let client_limiter = NonZeroU32::new(settings.client_rate_limit_per_minute)
         .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
     Ok(AppState {

@@ -23,6 +23,8 @@ pub struct Keys {
     archive: SecretBox<[u8; 32]>,
     link: SecretBox<[u8; 32]>,
     audit: AuditKey,
+    /// The SQL connector's `hash` strategy (the company's database).
+    sql_hash: SecretBox<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -54,6 +56,7 @@ impl Keys {
             archive: SecretBox::new(Box::new(derive32(master, "archive"))),
             link: SecretBox::new(Box::new(derive32(master, "link"))),
             audit: AuditKey(SecretBox::new(Box::new(derive32(master, "audit")))),
+            sql_hash: SecretBox::new(Box::new(derive32(master, "sql-hash"))),
         }
     }
 
@@ -89,6 +92,12 @@ impl Keys {
             self.link.expose_secret(),
             &[request_id.as_bytes(), expires_at.to_string().as_bytes()],
         )
+    }
+
+    /// The key of the SQL connector's `hash`: the same value hashes the
+    /// same everywhere in the company's database, and only here.
+    pub fn sql_hash_key(&self) -> [u8; 32] {
+        *self.sql_hash.expose_secret()
     }
 
     pub fn audit(&self) -> &AuditKey {

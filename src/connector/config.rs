@@ -15,8 +15,9 @@ pub enum Kind {
     Email,
 }
 
+/// No `deny_unknown_fields`: serde does not combine it with `flatten`;
+/// `validate` names unknown keys (for `sql`, the mapping's own parser).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SystemConfig {
     pub id: String,
     pub name: Texts,
@@ -107,9 +108,32 @@ pub fn validate(systems: &[SystemConfig], recipients: &[String]) -> Vec<String> 
                     }
                 }
             }
-            Kind::Sql => out.push(format!(
-                "{at}: kind = \"sql\" is not available in this version"
-            )),
+            Kind::Sql => {
+                if !s.primary {
+                    out.push(format!(
+                        "{at}: a sql system must be the primary (it owns the login account)"
+                    ));
+                }
+                match super::sql::mapping::parse(&s.rest) {
+                    Err(e) => out.push(format!("{at}: {e}")),
+                    Ok(m) => {
+                        if let Err(p) = super::sql::mapping::resolve(&m, &at) {
+                            out.extend(p);
+                        }
+                        match std::env::var(&m.url_env) {
+                            Ok(u) if super::sql::db::Backend::from_url(&u).is_some() => {}
+                            Ok(_) => out.push(format!(
+                                "{at}: {} is not a postgres://, mysql:// or sqlite:// URL",
+                                m.url_env
+                            )),
+                            Err(_) => out.push(format!(
+                                "{at}: environment variable {} is not set",
+                                m.url_env
+                            )),
+                        }
+                    }
+                }
+            }
             Kind::Builtin => {}
         }
         if s.kind != Kind::Sql && !s.rest.is_empty() {

@@ -5,6 +5,7 @@
 pub mod builtin;
 pub mod config;
 pub mod http;
+pub mod sql;
 pub mod systems;
 
 pub use systems::{Secondary, SecondaryKind, Systems};

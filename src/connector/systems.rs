@@ -8,6 +8,7 @@ use super::{
     builtin::BuiltinStore,
     config::{Kind, SystemConfig},
     http::HttpSystem,
+    sql::SqlSystem,
     Connector,
 };
 use crate::{config::Texts, domain::Locale, store::Db};
@@ -21,6 +22,8 @@ pub struct Systems {
     pub primary_name: Texts,
     /// Set when the primary is the company's HTTP API (for `ping`).
     pub primary_http: Option<Arc<HttpSystem>>,
+    /// Set when the primary is the company's own database.
+    pub primary_sql: Option<Arc<SqlSystem>>,
     pub secondaries: Vec<Secondary>,
 }
 
@@ -43,10 +46,13 @@ pub enum SecondaryKind {
 }
 
 impl Systems {
-    pub fn build(
+    /// Connects to a `sql` primary and checks its mapping against the live
+    /// schema, so a wrong name stops the start instead of an erasure.
+    pub async fn build(
         configs: &[SystemConfig],
         db: &Db,
         tz: chrono_tz::Tz,
+        keys: &crate::crypto::Keys,
         metrics: &Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Systems> {
         let builtin_name = Texts {
@@ -59,6 +65,7 @@ impl Systems {
             primary_id: BUILTIN_ID.into(),
             primary_name: builtin_name,
             primary_http: None,
+            primary_sql: None,
             secondaries: Vec::new(),
         };
         for c in configs {
@@ -107,14 +114,25 @@ impl Systems {
                         recipient: c.recipient.clone(),
                     },
                 }),
-                (Kind::Sql, _) => anyhow::bail!("connector {}: kind sql is not available", c.id),
+                (Kind::Sql, true) => {
+                    let s = Arc::new(
+                        SqlSystem::connect(&c.id, &c.rest, keys.sql_hash_key(), tz).await?,
+                    );
+                    systems.primary = s.clone();
+                    systems.primary_sql = Some(s);
+                    systems.primary_id = c.id.clone();
+                    systems.primary_name = c.name.clone();
+                }
+                (Kind::Sql, false) => {
+                    anyhow::bail!("connector {}: a sql system must be the primary", c.id)
+                }
             }
         }
         Ok(systems)
     }
 
     pub fn is_builtin_primary(&self) -> bool {
-        self.primary_http.is_none()
+        self.primary_http.is_none() && self.primary_sql.is_none()
     }
 
     pub fn secondary(&self, id: &str) -> Option<&Secondary> {

@@ -27,7 +27,25 @@ pub async fn check(state: &AppState) -> Vec<(String, bool)> {
             ok,
         )
     };
+    if let Some(q) = &sys.primary_sql {
+        // The mapping was checked against the live schema when the state
+        // was built; a wrong name never gets this far.
+        let what = format!("sql {}, primary", q.backend().name());
+        out.push(match q.ping().await {
+            Ok(()) => line(
+                true,
+                &sys.primary_id,
+                &what,
+                "database answers; every mapped table and column exists".into(),
+            ),
+            Err(e) => line(false, &sys.primary_id, &what, e.to_string()),
+        });
+        for w in q.index_warnings() {
+            out.push((format!("warn {}: {w}", sys.primary_id), true));
+        }
+    }
     match &sys.primary_http {
+        _ if sys.primary_sql.is_some() => {}
         Some(h) => out.push(match h.ping().await {
             Ok(()) => line(
                 true,
@@ -123,6 +141,26 @@ pub async fn preview(state: &AppState, email: &str) -> anyhow::Result<Vec<String
                     Err(e) => e.to_string(),
                 }
             ));
+            if let Some(q) = &sys.primary_sql {
+                match q.preview(&acc).await {
+                    Ok(tables) => {
+                        for t in tables {
+                            out.push(format!(
+                                "  erasure: {} {} row(s): {}",
+                                t.table,
+                                t.rows,
+                                match t.action {
+                                    "delete" => "deleted",
+                                    "erase" => "personal columns erased",
+                                    "keep" => "kept, personal columns erased",
+                                    _ => "unchanged",
+                                }
+                            ));
+                        }
+                    }
+                    Err(e) => out.push(format!("  erasure: {e}")),
+                }
+            }
         }
     }
     for s in &sys.secondaries {
