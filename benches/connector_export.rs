@@ -70,7 +70,7 @@ timeout_seconds = 60
         worker_interval: Duration::from_secs(60),
         connector_retry_base: Duration::from_millis(300),
         connector_retry_max: Duration::from_secs(2),
-        schedule_anonymisation: true,
+        run_schedules: true,
         mail_timing: Default::default(),
         export_dir: dir.join("exports"),
         metrics_bind: None,

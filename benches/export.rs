@@ -32,7 +32,7 @@ fn settings(db: &str, dir: &std::path::Path) -> config::Settings {
         worker_interval: std::time::Duration::from_secs(60),
         connector_retry_base: std::time::Duration::from_millis(300),
         connector_retry_max: std::time::Duration::from_secs(2),
-        schedule_anonymisation: true,
+        run_schedules: true,
         mail_timing: Default::default(),
         export_dir: dir.join("exports"),
         metrics_bind: None,

@@ -45,9 +45,9 @@ pub struct Settings {
     /// `connector_retry_max`.
     pub connector_retry_base: Duration,
     pub connector_retry_max: Duration,
-    /// Whether `serve` runs the inactivity schedule itself (tests drive it
-    /// with their own clock instead).
-    pub schedule_anonymisation: bool,
+    /// Whether `serve` runs the inactivity and retention schedules itself
+    /// (tests drive them with their own clock instead).
+    pub run_schedules: bool,
     /// Send timeout, leases and the retry schedule of other mail.
     pub mail_timing: crate::mail::Timing,
     /// Archives built on disk before migration 0012 (read and deleted
@@ -1119,7 +1119,7 @@ pub fn load(mode: Mode, bind_override: Option<String>) -> Result<Settings, Confi
         worker_interval: Duration::from_secs(2),
         connector_retry_base: Duration::from_secs(5),
         connector_retry_max: Duration::from_secs(15 * 60),
-        schedule_anonymisation: true,
+        run_schedules: true,
         mail_timing: crate::mail::Timing::default(),
         export_dir: PathBuf::from(
             var("PORTAL_EXPORT_DIR").unwrap_or_else(|| "data/exports".to_string()),

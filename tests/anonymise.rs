@@ -24,7 +24,7 @@ async fn app() -> TestApp {
     // The test drives the schedule with its own clock.
     let app = TestApp::spawn_with(move |s| {
         s.company = company;
-        s.schedule_anonymisation = false;
+        s.run_schedules = false;
     })
     .await;
     // Two years without activity and money still owed: blocked.
@@ -184,7 +184,7 @@ async fn two_instances_anonymise_an_account_once() {
     let sibling = app
         .spawn_sibling_with(|s| {
             s.company = company();
-            s.schedule_anonymisation = false;
+            s.run_schedules = false;
         })
         .await;
     let now = Utc::now();

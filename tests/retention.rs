@@ -28,7 +28,11 @@ async fn rows_past_their_period_go_and_the_notice_shows_the_same_period() {
             _ => {}
         }
     }
-    let app = TestApp::spawn_with(move |s| s.company = company).await;
+    let app = TestApp::spawn_with(move |s| {
+        s.company = company;
+        s.run_schedules = false;
+    })
+    .await;
     // A customer with recent rows beside Anna's old ones (400 and 390 days).
     let fresh = serde_json::json!({"external_id": "C-8001", "email": "fresh@example.nl", "name": "F",
         "contacts": [{"at": ts(100), "channel": "mail", "summary": "recent"}, {"at": ts(500), "channel": "mail", "summary": "old"}],

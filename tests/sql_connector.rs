@@ -272,6 +272,106 @@ on_every_backend!(objection);
 on_every_backend!(unknown_column);
 on_every_backend!(failed_erasure_rolls_back);
 on_every_backend!(check_and_preview);
+on_every_backend!(retention_and_inactivity);
+
+/// Retention per category and scheduled anonymisation through the
+/// operator's own SQL (`:before` bound as a moment).
+async fn retention_and_inactivity(kind: Kind) {
+    let Some(shop) = shop(kind).await else { return };
+    let mapping = format!(
+        "{}\n[connectors.inactivity]\nlist = \"SELECT customer_id AS account, email, NULL AS locale, created_at AS last_activity FROM customers WHERE created_at < :before\"\ntouch = \"UPDATE customers SET created_at = CURRENT_TIMESTAMP WHERE customer_id = :account\"\n\n[[connectors.retention]]\ncategory = \"reviews\"\nsql = \"DELETE FROM reviews WHERE created_at < :before\"\n",
+        shop.mapping()
+    );
+    let mut company = shop.company(&mapping);
+    company.inactivity = Some(privacy_portal::config::Inactivity {
+        anonymise_after_months: 12,
+        warn_days_before: 30,
+    });
+    for cat in &mut company.privacy_notice.categories {
+        if cat.id == "service" {
+            cat.retain = Some("1 year".into());
+            cat.data = vec!["reviews".into()];
+        }
+    }
+    let app = TestApp::spawn_with(move |s| {
+        s.company = company;
+        s.run_schedules = false;
+    })
+    .await;
+    let connector = &app.state().connector;
+    let at = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+
+    // Retention: the review of February 2023 is older than March 2023.
+    let n = connector
+        .purge("reviews", at("2023-03-01T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(n, Some(1));
+    assert_eq!(
+        connector
+            .purge("ip_log", at("2023-03-01T00:00:00Z"))
+            .await
+            .unwrap(),
+        None
+    );
+    let left = shop
+        .rows("SELECT review_id FROM reviews ORDER BY review_id")
+        .await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    // The daily run applies the notice's period (1 year) and audits it.
+    let counts = privacy_portal::workflow::retention::run(app.state(), chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(
+        counts
+            .iter()
+            .any(|(_, d, _, n)| d == "reviews" && *n == Some(1)),
+        "{counts:?}"
+    );
+    assert!(shop.rows("SELECT review_id FROM reviews").await.is_empty());
+
+    // Inactivity: created before 2023 and nothing since.
+    let page = connector
+        .inactive(at("2022-12-31T00:00:00Z"), None)
+        .await
+        .unwrap();
+    let mut emails: Vec<&str> = page.accounts.iter().map(|a| a.email.as_str()).collect();
+    emails.sort();
+    assert_eq!(emails, ["anna@example.nl", "bram@example.nl"]);
+    let anna = page
+        .accounts
+        .iter()
+        .find(|a| a.email == "anna@example.nl")
+        .unwrap();
+    // "Keep my account" records activity: Anna is no longer listed.
+    connector
+        .record_activity(
+            &AccountRef {
+                id: anna.account.clone(),
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let page = connector
+        .inactive(at("2022-12-31T00:00:00Z"), None)
+        .await
+        .unwrap();
+    let emails: Vec<&str> = page.accounts.iter().map(|a| a.email.as_str()).collect();
+    assert_eq!(emails, ["bram@example.nl"]);
+    // The schedule's dry run sees the three accounts idle for over a year.
+    let lines = privacy_portal::workflow::anonymise::run(app.state(), chrono::Utc::now(), true)
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines.iter().all(|l| l.action == "warn"));
+    app.stop().await;
+    shop.close().await;
+}
 
 async fn export(kind: Kind) {
     let Some(shop) = shop(kind).await else { return };

@@ -331,3 +331,29 @@ pub async fn gauges(db: &Db) -> sqlx::Result<(i64, i64, Option<i64>)> {
     .fetch_one(db.read())
     .await
 }
+
+/// Gives a step back after a run that failed half-way (a database error
+/// after the call), so it is tried again at once instead of after the lease.
+pub async fn release(db: &Db, id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE connector_steps SET lease_until = 0 WHERE id = $1")
+        .bind(id)
+        .execute(db.write())
+        .await?;
+    Ok(())
+}
+
+/// Deletions still processing whose every erasure step is settled: their
+/// completion did not happen (it failed, or the instance stopped), so the
+/// runner completes them.
+pub async fn settled_erasures(db: &Db, limit: i64) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT r.id FROM requests r WHERE r.status = 'processing' AND r.kind = 'delete' \
+         AND EXISTS (SELECT 1 FROM connector_steps s WHERE s.request_id = r.id AND s.operation = 'erase') \
+         AND NOT EXISTS (SELECT 1 FROM connector_steps s WHERE s.request_id = r.id \
+             AND s.operation = 'erase' AND s.status NOT IN ('done', 'skipped', 'manual')) \
+         LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.write())
+    .await
+}

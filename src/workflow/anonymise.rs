@@ -48,7 +48,7 @@ const DAY: i64 = 24 * 3600;
 /// Called from `serve`'s housekeeping: at most once an hour, on one
 /// instance.
 pub async fn scheduled(state: &AppState) -> anyhow::Result<Vec<Line>> {
-    if state.settings.company.inactivity.is_none() || !state.settings.schedule_anonymisation {
+    if state.settings.company.inactivity.is_none() || !state.settings.run_schedules {
         return Ok(Vec::new());
     }
     let now = store::now();

@@ -28,7 +28,7 @@ pub async fn scheduled(state: &AppState) -> anyhow::Result<Option<Counts>> {
         .categories
         .iter()
         .any(|c| c.retain.is_some());
-    if !has_any {
+    if !has_any || !state.settings.run_schedules {
         return Ok(None);
     }
     let now = store::now();

@@ -173,7 +173,8 @@ pub async fn run_request(state: &AppState, request_id: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// The background runner's round: every due step of every request.
+/// The background runner's round: every due step of every request, then
+/// any deletion whose steps are all settled but which did not complete.
 pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
     let now = store::now();
     let due = steps::due(&state.db, now, 50).await?;
@@ -182,6 +183,9 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
         if run_step(state, s).await? {
             n += 1;
         }
+    }
+    for id in steps::settled_erasures(&state.db, 20).await? {
+        finish_erasure_if_settled(state, &id).await?;
     }
     Ok(n)
 }
@@ -202,6 +206,16 @@ async fn run_step(state: &AppState, step: StepRow) -> anyhow::Result<bool> {
     if !steps::lease(&state.db, &step.id, now, now + LEASE_SECS).await? {
         return Ok(false);
     }
+    let id = step.id.clone();
+    let r = run_leased(state, step).await;
+    if r.is_err() {
+        // Tried again at the next round, not after the lease.
+        let _ = steps::release(&state.db, &id).await;
+    }
+    r
+}
+
+async fn run_leased(state: &AppState, step: StepRow) -> anyhow::Result<bool> {
     let seen = step.status();
     let outcome = attempt(state, &step).await;
     let now = store::now();

@@ -287,7 +287,7 @@ pub fn test_settings(database_url: String, port: u16, smtp_port: u16) -> Setting
         worker_interval: Duration::from_millis(200),
         connector_retry_base: std::time::Duration::from_millis(300),
         connector_retry_max: std::time::Duration::from_secs(2),
-        schedule_anonymisation: true,
+        run_schedules: true,
         mail_timing: privacy_portal::mail::Timing {
             send_timeout: Duration::from_secs(5),
             lease: Duration::from_secs(8),

@@ -50,6 +50,8 @@ impl Backend {
 pub enum Bind {
     Int(i64),
     Text(String),
+    /// A moment (`:before` in the operator's retention and inactivity SQL).
+    Time(chrono::DateTime<chrono::Utc>),
 }
 
 /// A statement under construction: SQL text with markers, and the values
@@ -158,6 +160,7 @@ macro_rules! query {
             query = match b {
                 Bind::Int(i) => query.bind(*i),
                 Bind::Text(s) => query.bind(s.clone()),
+                Bind::Time(t) => query.bind(*t),
             };
         }
         query

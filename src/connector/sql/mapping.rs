@@ -22,6 +22,32 @@ pub struct Mapping {
     pub blockers: Vec<BlockerSql>,
     #[serde(default)]
     pub consents: Vec<ConsentSql>,
+    /// Scheduled anonymisation: who is inactive, and "keep my account".
+    #[serde(default)]
+    pub inactivity: Option<InactivitySql>,
+    /// Retention per data category: the operator's DELETE for rows older
+    /// than `:before`.
+    #[serde(default)]
+    pub retention: Vec<RetentionSql>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InactivitySql {
+    /// Rows `account`, `email`, `locale` (may be NULL), `last_activity` of
+    /// the accounts with no activity since `:before`.
+    pub list: String,
+    /// Records activity for `:account` (the "keep my account" click).
+    pub touch: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSql {
+    /// The data category, as in `privacy_notice.categories[].data`.
+    pub category: String,
+    /// e.g. `DELETE FROM login_log WHERE logged_at < :before`
+    pub sql: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -449,13 +475,18 @@ pub fn resolve(m: &Mapping, at: &str) -> Result<Vec<Resolved>, Vec<String>> {
 /// Replaces each `:account` in the operator's SQL by a parameter marker
 /// (`$1…` or `?`); returns the SQL and how many markers it holds.
 pub fn placeholders(sql: &str, dollar: bool) -> (String, usize) {
-    const P: &str = ":account";
+    placeholders_named(sql, ":account", dollar)
+}
+
+/// As [`placeholders`], for another name (`:before`).
+pub fn placeholders_named(sql: &str, name: &str, dollar: bool) -> (String, usize) {
+    let p = name;
     let mut out = String::with_capacity(sql.len());
     let mut n = 0;
     let mut rest = sql;
-    while let Some(pos) = rest.find(P) {
+    while let Some(pos) = rest.find(p) {
         let before = rest[..pos].chars().next_back();
-        let after = rest[pos + P.len()..].chars().next();
+        let after = rest[pos + p.len()..].chars().next();
         out.push_str(&rest[..pos]);
         // `::account` is a cast, `:accounts` another word.
         let is_marker =
@@ -468,9 +499,9 @@ pub fn placeholders(sql: &str, dollar: bool) -> (String, usize) {
                 out.push('?');
             }
         } else {
-            out.push_str(P);
+            out.push_str(p);
         }
-        rest = &rest[pos + P.len()..];
+        rest = &rest[pos + p.len()..];
     }
     out.push_str(rest);
     (out, n)

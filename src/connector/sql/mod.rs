@@ -469,6 +469,23 @@ impl SqlSystem {
         Ok(q)
     }
 
+    /// The operator's SQL with `:before` bound as a moment.
+    fn before_sql(&self, sql: &str, before: DateTime<Utc>) -> Q {
+        let (text, n) =
+            mapping::placeholders_named(sql, ":before", self.backend == Backend::Postgres);
+        let mut q = Q::new(self.backend);
+        q.push(&text);
+        // SQLite keeps moments as text in its own `datetime()` form; the
+        // others compare a typed timestamp.
+        q.binds = (0..n)
+            .map(|_| match self.backend {
+                Backend::Sqlite => Bind::Text(before.format("%Y-%m-%d %H:%M:%S").to_string()),
+                _ => Bind::Time(before),
+            })
+            .collect();
+        q
+    }
+
     fn hmac(&self, value: &str) -> String {
         let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.hash_key.expose_secret())
             .expect("hmac takes any key length");
@@ -1093,6 +1110,94 @@ impl Connector for SqlSystem {
         Ok(out)
     }
 
+    async fn inactive(
+        &self,
+        before: DateTime<Utc>,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<crate::connector::InactivePage> {
+        let Some(i) = &self.map.inactivity else {
+            anyhow::bail!("the mapping has no [connectors.inactivity]");
+        };
+        if cursor.is_some() {
+            // The operator's query is read whole, in one page.
+            return Ok(Default::default());
+        }
+        let q = self.before_sql(&i.list, before);
+        let rows = self.fetch(&q, "inactivity.list").await?;
+        let mut accounts = Vec::with_capacity(rows.len());
+        for r in rows {
+            let s = |k: &str| match r.get(k) {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            };
+            let (Some(account), Some(email)) = (s("account"), s("email")) else {
+                anyhow::bail!("inactivity.list must return the columns account and email");
+            };
+            let Some(last_activity) = s("last_activity").and_then(|t| parse_moment(&t)) else {
+                anyhow::bail!("inactivity.list: last_activity is missing or not a date and time");
+            };
+            accounts.push(crate::connector::InactiveAccount {
+                account,
+                email,
+                locale: s("locale"),
+                last_activity,
+            });
+        }
+        Ok(crate::connector::InactivePage {
+            accounts,
+            next: None,
+        })
+    }
+
+    async fn record_activity(&self, acc: &AccountRef, _at: DateTime<Utc>) -> anyhow::Result<()> {
+        let Some(i) = &self.map.inactivity else {
+            anyhow::bail!("the mapping has no [connectors.inactivity]");
+        };
+        let q = self.operator_sql(&i.touch, &acc.id)?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| db_error("starting inactivity.touch", e))?;
+        tx.execute(&q)
+            .await
+            .map_err(|e| db_error("inactivity.touch", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| db_error("committing inactivity.touch", e))?;
+        Ok(())
+    }
+
+    async fn purge(&self, category: &str, before: DateTime<Utc>) -> anyhow::Result<Option<u64>> {
+        let list: Vec<_> = self
+            .map
+            .retention
+            .iter()
+            .filter(|r| r.category == category)
+            .collect();
+        if list.is_empty() {
+            return Ok(None);
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| db_error("starting retention", e))?;
+        let mut n = 0;
+        for r in list {
+            let q = self.before_sql(&r.sql, before);
+            n += tx
+                .execute(&q)
+                .await
+                .map_err(|e| db_error(&format!("retention of {category}"), e))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| db_error("committing retention", e))?;
+        Ok(Some(n))
+    }
+
     async fn apply_objections(
         &self,
         acc: &AccountRef,
@@ -1115,4 +1220,26 @@ impl Connector for SqlSystem {
             .map_err(|e| db_error("committing the objection", e))?;
         Ok(())
     }
+}
+
+/// A moment as a database renders it: RFC 3339, or a naive date and time
+/// (taken as UTC), or a date.
+fn parse_moment(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Some(t.and_utc());
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
 }
