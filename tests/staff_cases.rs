@@ -970,8 +970,31 @@ async fn blocked_deletion_is_executed_from_the_case_page_once_the_blocker_is_cle
     );
     assert!(body.contains(r#"id="execute-form""#));
 
-    // Still blocked: refused, with the reason, nothing erased.
+    // The first press only says what will happen; nothing is erased.
     let res = act(&app, &a, &id, "execute", &[("text", "")]).await;
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    assert!(body.contains(r#"id="confirm-form""#), "{body}");
+    assert!(body.contains("are now deleted for good"), "{body}");
+    assert!(body.contains("This cannot be undone."));
+    assert!(
+        body.contains(
+            "First we check again whether this still stands in the way: An order is still open"
+        ),
+        "{body}"
+    );
+    assert!(body.contains(r#"name="confirm" value="1""#));
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM requests WHERE id = $1 AND status = 'escalated'",
+            &id
+        )
+        .await,
+        1
+    );
+
+    // Still blocked: refused, with the reason, nothing erased.
+    let res = act(&app, &a, &id, "execute", &[("text", ""), ("confirm", "1")]).await;
     assert_eq!(res.status(), 409);
     assert!(res.text().await.unwrap().contains("An order is still open"));
     assert_eq!(
@@ -987,7 +1010,7 @@ async fn blocked_deletion_is_executed_from_the_case_page_once_the_blocker_is_cle
         .execute(app.state().db.write())
         .await
         .unwrap();
-    let res = act(&app, &a, &id, "execute", &[("text", "")]).await;
+    let res = act(&app, &a, &id, "execute", &[("text", ""), ("confirm", "1")]).await;
     assert_eq!(res.status(), 303);
     assert_eq!(
         app.scalar(

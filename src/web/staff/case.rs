@@ -335,6 +335,9 @@ pub(super) struct ActionForm {
     step: Option<String>,
     #[serde(default)]
     system: String,
+    /// `1` on the second step of an action that cannot be undone.
+    #[serde(default)]
+    confirm: Option<String>,
 }
 
 pub(super) async fn case_action(
@@ -401,6 +404,56 @@ pub(super) async fn case_action(
         ctx.insert("preview_text", &mail.text);
         return Ok(render(&state, StatusCode::OK, "staff/preview.html", &ctx));
     }
+    // Carrying out erases an account, moves an address or stops processing:
+    // the first press only says what will happen; the second (`confirm=1`)
+    // does it.
+    if name == "execute" && form.confirm.as_deref() != Some("1") {
+        let row = load_case(&state, locale, &id).await?;
+        let mut ctx = base(&state, &req, &session, locale, Some(&me));
+        ctx.insert("case", &serde_json::json!({"id": row.id}));
+        let mut lines = vec![execute_consequence(locale, &row)];
+        let reasons: Vec<String> = row
+            .reasons()
+            .iter()
+            .map(|r| label(locale, "staff.reasons", r))
+            .collect();
+        let why = form.text.trim();
+        if !reasons.is_empty() {
+            lines.push(if why.is_empty() {
+                crate::i18n::t_args(
+                    locale,
+                    "staff.confirm.recheck",
+                    &[("reasons", &reasons.join(", "))],
+                )
+            } else {
+                crate::i18n::t_args(
+                    locale,
+                    "staff.confirm.override",
+                    &[("reasons", &reasons.join(", ")), ("text", why)],
+                )
+            });
+        }
+        ctx.insert(
+            "confirm_heading",
+            &crate::i18n::t_args(
+                locale,
+                "staff.confirm.execute_heading",
+                &[("reference", &crate::workflow::reference(&row.id))],
+            ),
+        );
+        ctx.insert("confirm_lines", &lines);
+        ctx.insert("confirm_action", &format!("/staff/cases/{id}/execute"));
+        ctx.insert(
+            "confirm_fields",
+            &[serde_json::json!({"name": "text", "value": form.text})],
+        );
+        ctx.insert(
+            "confirm_button",
+            &crate::i18n::t(locale, "staff.confirm.execute_yes"),
+        );
+        ctx.insert("back_url", &format!("/staff/cases/{id}"));
+        return Ok(render(&state, StatusCode::OK, "staff/confirm.html", &ctx));
+    }
     match actions::apply(&state, &id, &actor, &action).await {
         Ok(_) => Ok(see_other(format!("/staff/cases/{id}?done={name}"))),
         Err(
@@ -445,6 +498,25 @@ pub(super) async fn case_action(
         }
         Err(e) => Err(Fail::Err(e, locale, state.clone())),
     }
+}
+
+/// What "carry out now" does to this case, in the staff member's words.
+fn execute_consequence(locale: Locale, row: &RequestRow) -> String {
+    use crate::workflow::change_email::{recorded_choice, Choice};
+    let key = match row.kind() {
+        RequestKind::Delete => "staff.confirm.execute_delete",
+        RequestKind::ChangeEmail if row.reasons().iter().any(|r| r == "email_in_use") => {
+            match recorded_choice(row) {
+                Some(Choice::A) => "staff.confirm.execute_collision_a",
+                Some(Choice::B) => "staff.confirm.execute_collision_b",
+                None => "staff.confirm.execute_collision_none",
+            }
+        }
+        RequestKind::ChangeEmail => "staff.confirm.execute_change_email",
+        RequestKind::Object => "staff.confirm.execute_object",
+        _ => "staff.confirm.execute_other",
+    };
+    crate::i18n::t(locale, key)
 }
 
 #[derive(Deserialize)]
