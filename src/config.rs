@@ -391,6 +391,10 @@ pub struct ObjectionPurpose {
     /// The key in the customer store's consents this purpose switches off
     /// (`consents.newsletter`).
     pub consent_key: String,
+    /// What stopping it is called, fitting "You're about to …": "avsluta
+    /// nyhetsbrevet". Without it the portal names the title.
+    #[serde(default)]
+    pub stop: Option<Texts>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -602,6 +606,7 @@ kind = "consent"
 consent_key = "newsletter"
 title = { nl = "Nieuwsbrief", sv = "Nyhetsbrev", en = "Newsletter" }
 description = { nl = "Onze e-mails over nieuwe kazen en aanbiedingen.", sv = "Våra mejl om nya ostar och erbjudanden.", en = "Our emails about new cheeses and offers." }
+stop = { nl = "je afmelden voor de nieuwsbrief", sv = "avsluta nyhetsbrevet", en = "unsubscribe from the newsletter" }
 
 [[company.objection_purposes]]
 id = "reviews"
@@ -609,6 +614,7 @@ kind = "direct_marketing"
 consent_key = "reviews"
 title = { nl = "Reviewverzoeken", sv = "Förfrågningar om omdömen", en = "Review requests" }
 description = { nl = "Na een bestelling een e-mail met de vraag wat je ervan vond.", sv = "Ett mejl efter en beställning där vi frågar vad du tyckte.", en = "An email after an order asking what you thought of it." }
+stop = { nl = "geen reviewverzoeken meer krijgen", sv = "sluta få förfrågningar om omdömen", en = "stop getting review requests" }
 
 [[company.objection_purposes]]
 id = "phone_offers"
@@ -616,6 +622,7 @@ kind = "direct_marketing"
 consent_key = "phone_offers"
 title = { nl = "Telefonische aanbiedingen", sv = "Erbjudanden per telefon", en = "Offers by phone" }
 description = { nl = "Af en toe een telefoontje van ons met een aanbieding.", sv = "Ett samtal från oss då och då med ett erbjudande.", en = "An occasional call from us with an offer." }
+stop = { nl = "geen aanbiedingen per telefoon meer krijgen", sv = "sluta få erbjudanden per telefon", en = "stop getting offers by phone" }
 
 [[company.objection_purposes]]
 id = "profiling"
@@ -623,6 +630,7 @@ kind = "direct_marketing"
 consent_key = "profiling"
 title = { nl = "Persoonlijke aanbiedingen", sv = "Personliga erbjudanden", en = "Personal offers" }
 description = { nl = "Aanbiedingen die we afstemmen op wat je eerder kocht.", sv = "Erbjudanden som vi anpassar efter vad du har köpt tidigare.", en = "Offers we match to what you bought before." }
+stop = { nl = "geen persoonlijke aanbiedingen meer krijgen", sv = "sluta få personliga erbjudanden", en = "stop getting personal offers" }
 
 [[company.objection_purposes]]
 id = "call_recording"
@@ -630,6 +638,7 @@ kind = "legitimate_interest"
 consent_key = "call_recording"
 title = { nl = "Opnemen van telefoongesprekken", sv = "Inspelning av telefonsamtal", en = "Recording of phone calls" }
 description = { nl = "We nemen gesprekken met de klantenservice op om medewerkers te trainen.", sv = "Vi spelar in samtal med kundtjänst för att utbilda medarbetare.", en = "We record calls with customer service to train our staff." }
+stop = { nl = "bezwaar maken tegen het opnemen van je telefoongesprekken", sv = "invända mot att dina telefonsamtal spelas in", en = "object to the recording of your phone calls" }
 
 [[company.objection_purposes]]
 id = "analytics"
@@ -637,6 +646,7 @@ kind = "legitimate_interest"
 consent_key = "analytics"
 title = { nl = "Analyse van je bestellingen", sv = "Analys av dina beställningar", en = "Analysis of your orders" }
 description = { nl = "We gebruiken je bestellingen om ons assortiment te verbeteren.", sv = "Vi använder dina beställningar för att förbättra vårt sortiment.", en = "We use your orders to improve our range." }
+stop = { nl = "bezwaar maken tegen de analyse van je bestellingen", sv = "invända mot analysen av dina beställningar", en = "object to the analysis of your orders" }
 
 # ---------- guidance pages: /{lang}/help/{id} ----------
 
@@ -679,7 +689,7 @@ body = { nl = "Om je verzoek af te handelen hebben we nog wat informatie van je 
 
 [[company.reply_templates]]
 id = "objection_accepted"
-title = { nl = "Bezwaar toegekend", sv = "Invändning godtagen", en = "Objection accepted" }
+title = { nl = "Bezwaar gehonoreerd", sv = "Invändning godtagen", en = "Objection accepted" }
 body = { nl = "We hebben je bezwaar bekeken en stoppen met het gebruik van je gegevens voor dit doel.", sv = "Vi har gått igenom din invändning och slutar använda dina uppgifter för det här ändamålet.", en = "We have reviewed your objection and stop using your data for this purpose." }
 
 [[company.reply_templates]]
@@ -838,6 +848,9 @@ fn validate(c: &Company) -> Vec<String> {
             format!("objection_purposes[{i}].description"),
             &p.description,
         );
+        if let Some(stop) = &p.stop {
+            texts(format!("objection_purposes[{i}].stop"), stop);
+        }
     }
     for (i, g) in c.guidance.iter().enumerate() {
         texts(format!("guidance[{i}].title"), &g.title);

@@ -53,6 +53,69 @@ pub fn long_date(locale: Locale, d: NaiveDate) -> String {
     format!("{} {} {}", d.day(), month, d.year())
 }
 
+/// "14:35" at `ts` (Unix seconds) in `tz`.
+pub fn clock(ts: i64, tz: chrono_tz::Tz) -> String {
+    chrono::DateTime::from_timestamp(ts, 0)
+        .unwrap_or_default()
+        .with_timezone(&tz)
+        .format("%H:%M")
+        .to_string()
+}
+
+/// "5 april 2026 om 14:35" / "5 april 2026 kl. 14:35" / "5 April 2026, 14:35"
+/// at `ts` (Unix seconds) in `tz`.
+pub fn long_datetime(locale: Locale, ts: i64, tz: chrono_tz::Tz) -> String {
+    let local = chrono::DateTime::from_timestamp(ts, 0)
+        .unwrap_or_default()
+        .with_timezone(&tz);
+    t_args(
+        locale,
+        "export.values.datetime",
+        &[
+            ("date", &long_date(locale, local.date_naive())),
+            ("time", &local.format("%H:%M").to_string()),
+        ],
+    )
+}
+
+/// The countries a company file may name in an address line or a
+/// recipient's location, by ISO code; `countries.{code}` holds each name.
+const COUNTRIES: [&str; 12] = [
+    "NL", "SE", "BE", "DE", "DK", "FI", "NO", "FR", "IE", "LU", "GB", "US",
+];
+
+/// A line of company data in the reader's language when it is a country
+/// the portal knows, in any portal language or as its code ("Nederland",
+/// "Sweden", "USA", "SE"); any other line as written.
+pub fn place(locale: Locale, line: &str) -> String {
+    let wanted = line.trim().trim_start_matches("the ").to_lowercase();
+    let aliases = |code: &str| -> &'static [&'static str] {
+        match code {
+            "US" => &[
+                "usa",
+                "u.s.a.",
+                "u.s.",
+                "us",
+                "vs",
+                "united states of america",
+            ],
+            "GB" => &["uk", "u.k.", "united kingdom"],
+            _ => &[],
+        }
+    };
+    for code in COUNTRIES {
+        let mut names: Vec<String> = Locale::ALL
+            .iter()
+            .map(|l| t(*l, &format!("countries.{code}")).to_lowercase())
+            .collect();
+        names.push(code.to_lowercase());
+        if names.contains(&wanted) || aliases(code).contains(&wanted.as_str()) {
+            return t(locale, &format!("countries.{code}"));
+        }
+    }
+    line.to_string()
+}
+
 pub fn has_key(locale: Locale, key: &str) -> bool {
     let v = t(locale, key);
     !v.is_empty() && v != key && !v.ends_with(&format!(".{key}"))
@@ -126,6 +189,25 @@ mod tests {
         let d = NaiveDate::from_ymd_opt(2026, 4, 5).unwrap();
         assert_eq!(long_date(Locale::Nl, d), "5 april 2026");
         assert_eq!(long_date(Locale::En, d), "5 April 2026");
+    }
+
+    #[test]
+    fn times_read_naturally() {
+        // 2026-04-05 12:35 UTC is 14:35 in Amsterdam (summer time).
+        let ts = 1_775_392_500;
+        let tz = chrono_tz::Europe::Amsterdam;
+        assert_eq!(clock(ts, tz), "14:35");
+        assert_eq!(long_datetime(Locale::Nl, ts, tz), "5 april 2026 om 14:35");
+        assert_eq!(long_datetime(Locale::Sv, ts, tz), "5 april 2026 kl. 14:35");
+    }
+
+    #[test]
+    fn countries_are_named_in_the_readers_language() {
+        assert_eq!(place(Locale::Sv, "Nederland"), "Nederländerna");
+        assert_eq!(place(Locale::Nl, "USA"), "Verenigde Staten");
+        assert_eq!(place(Locale::En, "Sverige"), "Sweden");
+        assert_eq!(place(Locale::En, "the Netherlands"), "Netherlands");
+        assert_eq!(place(Locale::Nl, "2801 AA Gouda"), "2801 AA Gouda");
     }
 
     #[test]

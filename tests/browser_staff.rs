@@ -140,6 +140,11 @@ async fn agent_logs_in_with_totp_executes_overdue_deletion_and_replies_in_swedis
         .await
         .unwrap();
     browser.wait_for("#execute-submit").await.click().await;
+    // A second step says what will happen before anything is erased.
+    let what = browser.wait_for("#confirm-what-happens").await;
+    assert!(what.text().await.contains("deleted for good"));
+    scans.scan(&browser, &axe, "confirm").await;
+    browser.wait_for("#confirm-submit").await.click().await;
     let notice = browser.wait_for("#case-notice").await;
     assert!(notice.text().await.contains("carried out"));
     assert_eq!(

@@ -379,6 +379,16 @@ async fn change_with_collision_through_the_html_pages() {
         "{body}"
     );
     assert!(body.contains("order history"), "what each option loses");
+    // What each account holds, in numbers only (issue 17).
+    assert!(
+        body.contains("Deleted: your current account, with 1 order."),
+        "{body}"
+    );
+    assert!(body.contains("Deleted: the account of the new address, with 1 order."));
+    assert!(
+        !body.contains("O-5001") && !body.contains("Eva"),
+        "no personal details"
+    );
     let res = client
         .post(app.url(&format!("{request_url}/choice")))
         .form(&[

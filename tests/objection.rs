@@ -366,9 +366,10 @@ async fn newsletter_footer_deep_link_in_swedish_preselects_and_still_needs_the_c
     );
     assert!(body.contains(&esc(&t_args(
         sv,
-        "object.preselected",
-        &[("title", "Nyhetsbrev")]
+        "object.preselected_stop",
+        &[("stop", "avsluta nyhetsbrevet")]
     ))));
+    assert!(body.contains("Du är på väg att avsluta nyhetsbrevet."));
     let res = app
         .client
         .post(app.url("/sv/object"))

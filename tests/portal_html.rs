@@ -263,3 +263,68 @@ async fn company_pages_are_the_same_every_time_and_keep_their_query() {
     assert_eq!(status, 404);
     app.stop().await;
 }
+
+/// Issue 17, "Wording": the code mail says what someone wants in a plain
+/// sentence and until when the code works; a deep link names the purpose as
+/// an action; company data such as a country is in the reader's language.
+#[tokio::test(flavor = "multi_thread")]
+async fn mails_and_pages_say_it_plainly() {
+    let app = TestApp::spawn().await;
+
+    app.create("export", "woorden@example.nl", "nl").await;
+    let mail = app
+        .mail
+        .wait_for("woorden@example.nl", 1)
+        .await
+        .pop()
+        .unwrap();
+    assert!(
+        mail.text.contains(
+            "Iemand (hopelijk jij) wil bij Kaasboer Demo B.V. een kopie van je gegevens opvragen."
+        ),
+        "{}",
+        mail.text
+    );
+    assert!(!mail.text.contains("om het volgende gevraagd"));
+    let valid = regex::Regex::new(r"De code is geldig tot \d{2}:\d{2} \(15 minuten\)").unwrap();
+    assert!(valid.is_match(&mail.text), "{}", mail.text);
+    assert!(valid.is_match(&mail.html), "{}", mail.html);
+
+    app.create("question", "ord@example.se", "sv").await;
+    let mail = app.mail.wait_for("ord@example.se", 1).await.pop().unwrap();
+    assert!(
+        mail.text.contains(
+            "Någon (förhoppningsvis du) vill ställa en fråga till Kaasboer Demo B.V. om din integritet."
+        ),
+        "{}",
+        mail.text
+    );
+    assert!(
+        regex::Regex::new(r"Koden gäller till kl\. \d{2}:\d{2} \(15 minuter\)")
+            .unwrap()
+            .is_match(&mail.text)
+    );
+
+    let (status, body, _) = page(&app.client, &app.url("/sv/object?purpose=newsletter")).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("Du är på väg att avsluta nyhetsbrevet."),
+        "{body}"
+    );
+
+    // The demo company's address ends in "Nederland"; its newsletter
+    // service is in the "USA".
+    let (_, body, _) = page(&app.client, &app.url("/sv/privacy")).await;
+    assert!(body.contains("Nederländerna"), "country in Swedish");
+    let (_, body, _) = page(&app.client, &app.url("/nl/privacy")).await;
+    assert!(body.contains("(Verenigde Staten)"), "country in Dutch");
+    let (_, body, _) = page(&app.client, &app.url("/en/privacy")).await;
+    assert!(body.contains("Netherlands") && body.contains("(United States)"));
+
+    use privacy_portal::i18n::t;
+    assert!(t(Locale::Nl, "email.objection_accepted.subject").contains("bezwaar is gehonoreerd"));
+    assert!(
+        t(Locale::Nl, "email.email_changed_old.intro").contains("Het e-mailadres van je account")
+    );
+    app.stop().await;
+}

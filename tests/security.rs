@@ -830,7 +830,7 @@ async fn disabling_a_member_ends_their_open_session() {
         &app,
         &admin_cookie,
         &format!("/staff/members/{agent_id}/disable"),
-        &[("csrf", &csrf_of(&body))],
+        &[("csrf", &csrf_of(&body)), ("confirm", "1")],
     )
     .await;
     assert_eq!(status, 303);

@@ -336,6 +336,31 @@ async fn roles_agents_cannot_manage_staff_or_see_the_register() {
         &[],
     )
     .await;
+    // First a page that says what disabling does; the agent is still in.
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("Yes, turn off access") || body.contains("Ja, toegang uitzetten"),
+        "{body}"
+    );
+    assert_eq!(
+        agent
+            .client
+            .get(app.url("/staff/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let res = staff_common::post_form(
+        &app,
+        &admin.client,
+        "/staff/members",
+        &format!("/staff/members/{agent_id}/disable"),
+        &[("confirm", "1")],
+    )
+    .await;
     assert_eq!(res.status(), 303);
     let res = agent.client.get(app.url("/staff/")).send().await.unwrap();
     assert_eq!(res.status(), 303);

@@ -970,8 +970,31 @@ async fn blocked_deletion_is_executed_from_the_case_page_once_the_blocker_is_cle
     );
     assert!(body.contains(r#"id="execute-form""#));
 
-    // Still blocked: refused, with the reason, nothing erased.
+    // The first press only says what will happen; nothing is erased.
     let res = act(&app, &a, &id, "execute", &[("text", "")]).await;
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    assert!(body.contains(r#"id="confirm-form""#), "{body}");
+    assert!(body.contains("are now deleted for good"), "{body}");
+    assert!(body.contains("This cannot be undone."));
+    assert!(
+        body.contains(
+            "First we check again whether this still stands in the way: An order is still open"
+        ),
+        "{body}"
+    );
+    assert!(body.contains(r#"name="confirm" value="1""#));
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM requests WHERE id = $1 AND status = 'escalated'",
+            &id
+        )
+        .await,
+        1
+    );
+
+    // Still blocked: refused, with the reason, nothing erased.
+    let res = act(&app, &a, &id, "execute", &[("text", ""), ("confirm", "1")]).await;
     assert_eq!(res.status(), 409);
     assert!(res.text().await.unwrap().contains("An order is still open"));
     assert_eq!(
@@ -987,7 +1010,7 @@ async fn blocked_deletion_is_executed_from_the_case_page_once_the_blocker_is_cle
         .execute(app.state().db.write())
         .await
         .unwrap();
-    let res = act(&app, &a, &id, "execute", &[("text", "")]).await;
+    let res = act(&app, &a, &id, "execute", &[("text", ""), ("confirm", "1")]).await;
     assert_eq!(res.status(), 303);
     assert_eq!(
         app.scalar(
@@ -1307,6 +1330,124 @@ async fn the_record_of_processing_is_for_admins_in_any_language_and_as_csv() {
     assert!(
         csv.lines().next().unwrap().contains("\"Ändamål\";\""),
         "{csv}"
+    );
+    app.stop().await;
+}
+
+/// The visible text of a page: scripts and styles dropped, tags stripped.
+fn visible_text(html: &str) -> String {
+    let no_code = regex::Regex::new(r"(?s)<(script|style)\b.*?</(script|style)>")
+        .unwrap()
+        .replace_all(html, " ");
+    regex::Regex::new(r"(?s)<[^>]*>")
+        .unwrap()
+        .replace_all(&no_code, " ")
+        .into_owned()
+}
+
+fn snake_tokens(html: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"\b[a-z]+_[a-z_]+\b").unwrap();
+    re.find_iter(&visible_text(html))
+        .map(|m| m.as_str().to_string())
+        .collect()
+}
+
+/// Issue 17: the Dutch queue and case pages speak Dutch, not the portal's
+/// keys; a queue row says the customer's language, why a person is needed
+/// and what is left of its checklist.
+#[tokio::test(flavor = "multi_thread")]
+async fn dutch_queue_and_case_pages_show_no_raw_keys() {
+    let app = TestApp::spawn().await;
+    // A question, extended and assigned: history with facts.
+    let q = question(&app, "emma@example.com", "sv", "Vilka uppgifter har ni?").await;
+    // A deletion held back by an open order.
+    let (del, token) = app.verified("delete", "bram@example.nl", "nl").await;
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/requests/{del}/submit")))
+        .bearer_auth(&token)
+        .json(&json!({"postcode": "3511 LX", "house_number": "4a", "confirm": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // An objection to a use based on legitimate interest, plus a newsletter.
+    let (obj, token) = app.verified("object", "carla@example.nl", "nl").await;
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/requests/{obj}/submit")))
+        .bearer_auth(&token)
+        .json(&json!({"purposes": ["call_recording", "newsletter"], "reason": "Mijn gesprekken zijn vertrouwelijk."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    let a = agent(&app).await;
+    let (status, body, _) = page(&a.client, &app.url(&format!("/staff/cases/{q}?lang=nl"))).await;
+    assert_eq!(status, 200);
+    // "1 maand", "2 maanden": no "maand(en)".
+    assert!(
+        body.contains("<option value=\"1\">1 maand</option>"),
+        "{body}"
+    );
+    assert!(body.contains("<option value=\"2\" selected>2 maanden</option>"));
+    let res = act(
+        &app,
+        &a,
+        &q,
+        "extend",
+        &[("months", "1"), ("text", "Veel gegevens.")],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let me = staff_id(&app, &a.email).await;
+    let res = act(&app, &a, &q, "assign", &[("assignee", &me)]).await;
+    assert_eq!(res.status(), 303);
+
+    let (status, queue, _) = page(&a.client, &app.url("/staff/?lang=nl")).await;
+    assert_eq!(status, 200);
+    assert_eq!(snake_tokens(&queue), Vec::<String>::new(), "queue");
+    let text = visible_text(&queue);
+    assert!(text.contains("Zweeds"), "the customer's language: {text}");
+    assert!(text.contains("Er staat nog een bestelling open"), "{text}");
+    assert!(text.contains("Waarom een mens nodig is:"), "{text}");
+
+    for id in [&q, &del, &obj] {
+        let (status, body, _) = page(&a.client, &app.url(&format!("/staff/cases/{id}"))).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("<html lang=\"nl\""), "Dutch UI kept");
+        assert_eq!(snake_tokens(&body), Vec::<String>::new(), "case {id}");
+    }
+    let (_, body, _) = page(&a.client, &app.url(&format!("/staff/cases/{q}"))).await;
+    assert!(body.contains("Maanden: 1"), "a history fact in words");
+    let (_, body, _) = page(&a.client, &app.url(&format!("/staff/cases/{obj}"))).await;
+    assert!(body.contains("Bezwaar om af te wegen: Opnemen van telefoongesprekken"));
+    assert!(body.contains("Meteen gestopt: Nieuwsbrief"));
+
+    // The confirmation step of "carry out now" is Dutch too.
+    let res = act(&app, &a, &del, "execute", &[("text", "")]).await;
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    assert_eq!(snake_tokens(&body), Vec::<String>::new(), "confirm page");
+    assert!(body.contains("Ja, nu uitvoeren"));
+
+    // Checklist work: a deletion carried out leaves the other systems to
+    // clean; the queue row says which are still open.
+    sqlx::query("UPDATE customer_orders SET status = 'delivered' WHERE id = 'O-2001'")
+        .execute(app.state().db.write())
+        .await
+        .unwrap();
+    let res = act(&app, &a, &del, "execute", &[("text", ""), ("confirm", "1")]).await;
+    assert_eq!(res.status(), 303);
+    let (_, queue, _) = page(&a.client, &app.url("/staff/?lang=nl&work=checklist")).await;
+    let text = visible_text(&queue);
+    assert!(text.contains("Nog open:"), "{text}");
+    assert!(text.contains("Boekhouding"), "{text}");
+    assert_eq!(
+        snake_tokens(&queue),
+        Vec::<String>::new(),
+        "checklist queue"
     );
     app.stop().await;
 }

@@ -81,7 +81,7 @@ pub fn cover(meta: &Meta<'_>, f: &Fmt<'_>, profile: &serde_json::Map<String, Val
             if i > 0 {
                 lines.push(Span::Break);
             }
-            lines.push(Span::Text(a.clone()));
+            lines.push(Span::Text(crate::i18n::place(l, a)));
         }
         doc.push(Block::Paragraph(lines));
     }
@@ -169,7 +169,7 @@ pub fn cover(meta: &Meta<'_>, f: &Fmt<'_>, profile: &serde_json::Map<String, Val
                 let loc = r
                     .location
                     .as_deref()
-                    .map(|x| format!(" ({x})"))
+                    .map(|x| format!(" ({})", crate::i18n::place(l, x)))
                     .unwrap_or_default();
                 vec![
                     Span::Strong(r.name.clone()),

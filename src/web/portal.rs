@@ -494,7 +494,7 @@ async fn request_page(
         (RequestKind::Export, _) => {
             download::page(&state, &mut ctx, &row, locale, &verified_ids(&session))
         }
-        (RequestKind::ChangeEmail, _) => change_email::page(&state, &mut ctx, &row)
+        (RequestKind::ChangeEmail, _) => change_email::page(&state, &mut ctx, &row, locale)
             .await
             .map_err(|e| fail(&state, locale, e))?,
         (RequestKind::Object, _) => objection::page(&state, &mut ctx, &row, locale)

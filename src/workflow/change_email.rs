@@ -553,6 +553,62 @@ pub fn mask(email: &str) -> String {
     }
 }
 
+/// What an account holds, in numbers only: enough to choose which of two
+/// accounts to keep, nothing personal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Holdings {
+    pub orders: usize,
+    pub open_orders: usize,
+    /// Still to pay; 0 when nothing is owed.
+    pub balance_cents: i64,
+}
+
+/// Pages the connector's export are counted to at most: an account with
+/// more orders than this shows the count so far.
+const HOLDINGS_MAX_PAGES: usize = 50;
+
+async fn holdings(state: &AppState, acc: &AccountRef) -> WResult<Holdings> {
+    let mut h = Holdings::default();
+    let mut cursor: Option<String> = None;
+    for _ in 0..HOLDINGS_MAX_PAGES {
+        let page = state
+            .connector
+            .export_records(acc, cursor.as_deref())
+            .await?;
+        h.orders += page.records.iter().filter(|(c, _)| c == "orders").count();
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    for b in state.connector.deletion_blockers(acc, Utc::now()).await? {
+        match b {
+            Blocker::OpenOrder { orders } => h.open_orders = orders,
+            Blocker::OutstandingBalance { cents } => h.balance_cents = cents,
+            _ => {}
+        }
+    }
+    Ok(h)
+}
+
+/// What each option of a collision deletes: (A: the current account,
+/// B: the account of the new address).
+pub async fn collision_holdings(
+    state: &AppState,
+    req: &RequestRow,
+) -> WResult<Option<(Holdings, Holdings)>> {
+    let (Some(a), Some(b)) = (
+        account_to_delete(req, Choice::A),
+        account_to_delete(req, Choice::B),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some((
+        holdings(state, &a).await?,
+        holdings(state, &b).await?,
+    )))
+}
+
 fn account_to_delete(req: &RequestRow, choice: Choice) -> Option<AccountRef> {
     let data = req.data();
     let key = match choice {

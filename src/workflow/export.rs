@@ -583,12 +583,10 @@ async fn deliver(state: &AppState, req: &RequestRow, job: &Job, size: u64) -> WR
     ctx.insert("link", &download_url(state, id, locale, expires_at));
     ctx.insert(
         "expires",
-        &crate::i18n::long_date(
+        &crate::i18n::long_datetime(
             locale,
-            chrono::DateTime::<Utc>::from_timestamp(expires_at, 0)
-                .unwrap_or_default()
-                .with_timezone(&state.settings.company.country.timezone())
-                .date_naive(),
+            expires_at,
+            state.settings.company.country.timezone(),
         ),
     );
     mail::enqueue(

@@ -118,6 +118,16 @@ pub(crate) fn prepare_code(
     let mut ctx = Context::new();
     ctx.insert("company", &state.settings.company.name);
     ctx.insert("minutes", &(limits::CODE_TTL_SECS / 60));
+    // The code is stored a moment later with the same lifetime; the mail
+    // names the clock time so a mail read later still says whether it works.
+    ctx.insert(
+        "valid_until",
+        &crate::i18n::clock(
+            chrono::Utc::now().timestamp() + limits::CODE_TTL_SECS,
+            state.settings.company.country.timezone(),
+        ),
+    );
+    ctx.insert("action", &super::kind_action(state, locale, kind));
     ctx.insert(
         "kind_label",
         &crate::i18n::t(locale, &format!("kinds.{}.title", kind.as_str())),

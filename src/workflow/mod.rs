@@ -326,6 +326,20 @@ pub(crate) async fn reason_note(
 /// eight hex digits of the id. Ids start with their creation time (v7, see
 /// `store::new_id`), so the first eight would be shared by every request of
 /// the same minute; the last eight are random.
+/// What the customer set out to do, as words that fit "Someone wants to …":
+/// "bij Kaasboer B.V. een kopie van je gegevens opvragen".
+pub fn kind_action(
+    state: &crate::app::AppState,
+    locale: Locale,
+    kind: crate::domain::RequestKind,
+) -> String {
+    crate::i18n::t_args(
+        locale,
+        &format!("kinds.{}.action", kind.as_str()),
+        &[("company", &state.settings.company.name)],
+    )
+}
+
 pub fn reference(id: &str) -> String {
     let hex: String = id.chars().filter(|c| *c != '-').collect();
     format!("R-{}", hex[hex.len().saturating_sub(8)..].to_uppercase())

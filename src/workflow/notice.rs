@@ -124,7 +124,11 @@ pub fn view(c: &Company, locale: Locale) -> NoticeView {
     let complaint = complaint_view(c, locale);
     NoticeView {
         company: c.name.clone(),
-        address: c.address.clone(),
+        address: c
+            .address
+            .iter()
+            .map(|a| crate::i18n::place(locale, a))
+            .collect(),
         privacy_email: c.privacy_email.clone(),
         website: c.website.clone(),
         dpo_name: c.dpo.name.clone(),
@@ -178,7 +182,7 @@ pub fn view(c: &Company, locale: Locale) -> NoticeView {
             .map(|r| RecipientView {
                 name: r.name.clone(),
                 role: r.role.get(locale).to_string(),
-                location: r.location.clone(),
+                location: r.location.as_deref().map(|x| crate::i18n::place(locale, x)),
             })
             .collect(),
         source: n.source.get(locale).to_string(),

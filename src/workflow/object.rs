@@ -438,6 +438,7 @@ mod tests {
             description: Texts::default(),
             kind,
             consent_key: "k".into(),
+            stop: None,
         }
     }
 

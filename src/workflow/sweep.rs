@@ -101,6 +101,7 @@ fn context(state: &AppState, req: &RequestRow) -> Context {
     let mut ctx = Context::new();
     ctx.insert("company", &state.settings.company.name);
     ctx.insert("reference", &super::reference(&req.id));
+    ctx.insert("action", &super::kind_action(state, locale, req.kind()));
     ctx.insert(
         "kind_label",
         &crate::i18n::t(locale, &format!("kinds.{}.title", req.kind().as_str())),

@@ -23,6 +23,7 @@ pub(super) async fn page(
     state: &AppState,
     ctx: &mut Context,
     row: &RequestRow,
+    locale: Locale,
 ) -> WResult<&'static str> {
     Ok(match row.status() {
         Status::Verified => {
@@ -39,7 +40,10 @@ pub(super) async fn page(
         }
         Status::Escalated if row.reasons().iter().any(|r| r == "email_in_use") => {
             match change_email::recorded_choice(row) {
-                None => "portal/collision.html",
+                None => {
+                    holdings_context(state, ctx, row, locale).await?;
+                    "portal/collision.html"
+                }
                 Some(choice) => {
                     ctx.insert("choice", choice.as_str());
                     "portal/status.html"
@@ -48,6 +52,74 @@ pub(super) async fn page(
         }
         _ => "portal/status.html",
     })
+}
+
+/// Under each collision option: what the account it deletes holds.
+async fn holdings_context(
+    state: &AppState,
+    ctx: &mut Context,
+    row: &RequestRow,
+    locale: Locale,
+) -> WResult<()> {
+    if let Some((a, b)) = change_email::collision_holdings(state, row).await? {
+        let country = state.settings.company.country;
+        ctx.insert(
+            "a_holds",
+            &holds_text(
+                locale,
+                "change_email.collision.deletes_current",
+                &a,
+                country,
+            ),
+        );
+        ctx.insert(
+            "b_holds",
+            &holds_text(locale, "change_email.collision.deletes_other", &b, country),
+        );
+    }
+    Ok(())
+}
+
+/// "Wordt verwijderd: je huidige account, met 3 bestellingen, waarvan 1 nog
+/// niet geleverd, en nog te betalen: € 12,50."
+fn holds_text(
+    locale: Locale,
+    key: &str,
+    h: &change_email::Holdings,
+    country: crate::domain::deadline::Country,
+) -> String {
+    use crate::i18n::{t, t_args, t_count};
+    let mut parts = vec![if h.orders == 0 {
+        t(locale, "change_email.collision.orders_none")
+    } else {
+        t_count(
+            locale,
+            "change_email.collision.orders",
+            h.orders as i64,
+            &[],
+        )
+    }];
+    if h.open_orders > 0 {
+        parts.push(t_count(
+            locale,
+            "change_email.collision.open_orders",
+            h.open_orders as i64,
+            &[],
+        ));
+    }
+    if h.balance_cents > 0 {
+        let amount = crate::export::readable::money(
+            locale,
+            h.balance_cents,
+            crate::export::readable::home_currency(country),
+        );
+        parts.push(t_args(
+            locale,
+            "change_email.collision.balance",
+            &[("amount", &amount)],
+        ));
+    }
+    t_args(locale, key, &[("facts", &parts.join(", "))])
 }
 
 async fn verified_row(
@@ -245,6 +317,9 @@ pub(super) async fn choice_post(
             if let Some(c) = change_email::Choice::parse(&form.option) {
                 ctx.insert("chosen", c.as_str());
             }
+            holdings_context(&state, &mut ctx, &row, locale)
+                .await
+                .map_err(|e| fail(&state, locale, e))?;
             return Ok(render(
                 &state,
                 actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,

@@ -113,14 +113,19 @@ pub(super) fn start_context(
     }
     if let Some(p) = purpose.and_then(|p| state.settings.company.objection_purpose(p.trim())) {
         ctx.insert("purpose", &p.id);
-        ctx.insert(
-            "purpose_notice",
-            &crate::i18n::t_args(
+        let notice = match &p.stop {
+            Some(stop) => crate::i18n::t_args(
+                locale,
+                "object.preselected_stop",
+                &[("stop", stop.get(locale))],
+            ),
+            None => crate::i18n::t_args(
                 locale,
                 "object.preselected",
                 &[("title", p.title.get(locale))],
             ),
-        );
+        };
+        ctx.insert("purpose_notice", &notice);
     }
 }
 

@@ -223,14 +223,57 @@ pub(super) async fn admin_acting_on_other(
     Ok((locale, me))
 }
 
+#[derive(Deserialize)]
+pub(super) struct DisableForm {
+    #[serde(default)]
+    csrf: String,
+    /// `1` on the second step: disabling cannot be undone on these pages.
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
 pub(super) async fn member_disable(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
     path: web::Path<String>,
-    form: web::Form<CsrfOnly>,
+    form: web::Form<DisableForm>,
 ) -> Page {
     let (locale, me) = admin_acting_on_other(&state, &req, &session, &path, &form.csrf).await?;
+    if form.confirm.as_deref() != Some("1") {
+        let member = staff::by_id(&state.db, &path)
+            .await
+            .map_err(|e| Fail::Err(e.into(), locale, state.clone()))?
+            .ok_or_else(|| Fail::Err(WorkflowError::NotFound, locale, state.clone()))?;
+        let mut ctx = base(&state, &req, &session, locale, Some(&me));
+        ctx.insert(
+            "confirm_heading",
+            &crate::i18n::t_args(
+                locale,
+                "staff.confirm.disable_heading",
+                &[("email", &member.email)],
+            ),
+        );
+        ctx.insert(
+            "confirm_lines",
+            &[crate::i18n::t_args(
+                locale,
+                "staff.confirm.disable",
+                &[("email", &member.email)],
+            )],
+        );
+        ctx.insert(
+            "confirm_action",
+            &format!("/staff/members/{}/disable", member.id),
+        );
+        ctx.insert("confirm_fields", &Vec::<serde_json::Value>::new());
+        ctx.insert(
+            "confirm_button",
+            &crate::i18n::t(locale, "staff.confirm.disable_yes"),
+        );
+        ctx.insert("back_url", "/staff/members");
+        return Ok(render(&state, StatusCode::OK, "staff/confirm.html", &ctx));
+    }
     staff_auth::set_disabled(&state, &path, true, &staff_auth::actor(&me.id))
         .await
         .map_err(fail(&state, locale))?;

@@ -74,10 +74,10 @@ pub(super) async fn case_context(
     if let Some(m) = data.get("message").and_then(|m| m.as_str()) {
         ctx.insert("message", m);
     }
-    ctx.insert(
-        "data_json",
-        &serde_json::to_string_pretty(&data).unwrap_or_default(),
-    );
+    // The stored data itself is not shown: its keys are the portal's, not
+    // the staff member's words. What a person needs of it is said here; the
+    // JSON API carries all of it.
+    ctx.insert("details", &request_details(state, locale, row));
     let reasons: Vec<String> = row
         .reasons()
         .iter()
@@ -111,15 +111,7 @@ pub(super) async fn case_context(
                 .map(|n| n.body.clone());
             let facts: Vec<String> = detail
                 .as_object()
-                .map(|o| {
-                    o.iter()
-                        .filter(|(k, _)| k.as_str() != "note_id")
-                        .map(|(k, v)| match v {
-                            serde_json::Value::String(s) => format!("{k}: {s}"),
-                            other => format!("{k}: {other}"),
-                        })
-                        .collect()
-                })
+                .map(|o| o.iter().filter_map(|(k, v)| fact(locale, k, v)).collect())
                 .unwrap_or_default();
             serde_json::json!({
                 "at": datetime_of(state, e.at),
@@ -335,6 +327,9 @@ pub(super) struct ActionForm {
     step: Option<String>,
     #[serde(default)]
     system: String,
+    /// `1` on the second step of an action that cannot be undone.
+    #[serde(default)]
+    confirm: Option<String>,
 }
 
 pub(super) async fn case_action(
@@ -401,6 +396,56 @@ pub(super) async fn case_action(
         ctx.insert("preview_text", &mail.text);
         return Ok(render(&state, StatusCode::OK, "staff/preview.html", &ctx));
     }
+    // Carrying out erases an account, moves an address or stops processing:
+    // the first press only says what will happen; the second (`confirm=1`)
+    // does it.
+    if name == "execute" && form.confirm.as_deref() != Some("1") {
+        let row = load_case(&state, locale, &id).await?;
+        let mut ctx = base(&state, &req, &session, locale, Some(&me));
+        ctx.insert("case", &serde_json::json!({"id": row.id}));
+        let mut lines = vec![execute_consequence(locale, &row)];
+        let reasons: Vec<String> = row
+            .reasons()
+            .iter()
+            .map(|r| label(locale, "staff.reasons", r))
+            .collect();
+        let why = form.text.trim();
+        if !reasons.is_empty() {
+            lines.push(if why.is_empty() {
+                crate::i18n::t_args(
+                    locale,
+                    "staff.confirm.recheck",
+                    &[("reasons", &reasons.join(", "))],
+                )
+            } else {
+                crate::i18n::t_args(
+                    locale,
+                    "staff.confirm.override",
+                    &[("reasons", &reasons.join(", ")), ("text", why)],
+                )
+            });
+        }
+        ctx.insert(
+            "confirm_heading",
+            &crate::i18n::t_args(
+                locale,
+                "staff.confirm.execute_heading",
+                &[("reference", &crate::workflow::reference(&row.id))],
+            ),
+        );
+        ctx.insert("confirm_lines", &lines);
+        ctx.insert("confirm_action", &format!("/staff/cases/{id}/execute"));
+        ctx.insert(
+            "confirm_fields",
+            &[serde_json::json!({"name": "text", "value": form.text})],
+        );
+        ctx.insert(
+            "confirm_button",
+            &crate::i18n::t(locale, "staff.confirm.execute_yes"),
+        );
+        ctx.insert("back_url", &format!("/staff/cases/{id}"));
+        return Ok(render(&state, StatusCode::OK, "staff/confirm.html", &ctx));
+    }
     match actions::apply(&state, &id, &actor, &action).await {
         Ok(_) => Ok(see_other(format!("/staff/cases/{id}?done={name}"))),
         Err(
@@ -445,6 +490,134 @@ pub(super) async fn case_action(
         }
         Err(e) => Err(Fail::Err(e, locale, state.clone())),
     }
+}
+
+/// The request's own facts in words: the new address, the customer's
+/// collision choice, the purposes stopped and still to weigh.
+fn request_details(state: &AppState, locale: Locale, row: &RequestRow) -> Vec<String> {
+    use crate::i18n::t_args;
+    let data = row.data();
+    let mut out = Vec::new();
+    if let Some(e) = data.get("new_email").and_then(|v| v.as_str()) {
+        out.push(t_args(
+            locale,
+            "staff.case.detail_new_email",
+            &[("email", e)],
+        ));
+    }
+    match data.get("choice").and_then(|v| v.as_str()) {
+        Some("A") => out.push(crate::i18n::t(locale, "staff.case.detail_choice_a")),
+        Some("B") => out.push(crate::i18n::t(locale, "staff.case.detail_choice_b")),
+        _ => {}
+    }
+    let titles = |ids: Option<&serde_json::Value>| -> String {
+        ids.and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|id| id.as_str())
+                    .map(|id| {
+                        state
+                            .settings
+                            .company
+                            .objection_purpose(id)
+                            .map(|p| p.title.get(locale).to_string())
+                            .unwrap_or_else(|| id.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    if let Some(o) = data.get("objection") {
+        let stopped = titles(o.get("stopped"));
+        if !stopped.is_empty() {
+            out.push(t_args(
+                locale,
+                "staff.case.detail_stopped",
+                &[("purposes", &stopped)],
+            ));
+        }
+        let pending = titles(o.get("pending"));
+        if !pending.is_empty() {
+            out.push(t_args(
+                locale,
+                "staff.case.detail_pending",
+                &[("purposes", &pending)],
+            ));
+        }
+    }
+    out
+}
+
+/// Namespaces a stored code may be a word of, tried in order.
+const VALUE_WORDS: [&str; 8] = [
+    "staff.reasons",
+    "staff.statuses",
+    "staff.outcomes",
+    "staff.verified_by",
+    "staff.proof_results",
+    "staff.channels",
+    "staff.kinds",
+    "staff.languages",
+];
+
+/// One fact of a history event in the staff member's words: "Optie: B",
+/// "Toch uitgevoerd ondanks: Er staat nog een bestelling open". Facts the
+/// page has no words for (ids, hashes, receipts, nested data) are left to
+/// the audit log and the API, so no stored key shows up as text.
+fn fact(locale: Locale, key: &str, v: &serde_json::Value) -> Option<String> {
+    let name_key = format!("staff.facts.{key}");
+    if !crate::i18n::has_key(locale, &name_key) {
+        return None;
+    }
+    // A known code becomes its word; other text ("B", a date) stays; an
+    // unknown code is left out rather than shown raw.
+    let word = |s: &str| -> Option<String> {
+        VALUE_WORDS
+            .iter()
+            .map(|ns| format!("{ns}.{s}"))
+            .find(|k| crate::i18n::has_key(locale, k))
+            .map(|k| crate::i18n::t(locale, &k))
+            .or_else(|| (!s.contains('_')).then(|| s.to_string()))
+    };
+    let value = match v {
+        serde_json::Value::String(s) => word(s)?,
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::Bool(b) => crate::i18n::t(
+            locale,
+            if *b {
+                "export.values.yes"
+            } else {
+                "export.values.no"
+            },
+        ),
+        serde_json::Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|i| i.as_str().and_then(word))
+            .collect::<Option<Vec<_>>>()?
+            .join(", "),
+        _ => return None,
+    };
+    Some(format!("{}: {value}", crate::i18n::t(locale, &name_key)))
+}
+
+/// What "carry out now" does to this case, in the staff member's words.
+fn execute_consequence(locale: Locale, row: &RequestRow) -> String {
+    use crate::workflow::change_email::{recorded_choice, Choice};
+    let key = match row.kind() {
+        RequestKind::Delete => "staff.confirm.execute_delete",
+        RequestKind::ChangeEmail if row.reasons().iter().any(|r| r == "email_in_use") => {
+            match recorded_choice(row) {
+                Some(Choice::A) => "staff.confirm.execute_collision_a",
+                Some(Choice::B) => "staff.confirm.execute_collision_b",
+                None => "staff.confirm.execute_collision_none",
+            }
+        }
+        RequestKind::ChangeEmail => "staff.confirm.execute_change_email",
+        RequestKind::Object => "staff.confirm.execute_object",
+        _ => "staff.confirm.execute_other",
+    };
+    crate::i18n::t(locale, key)
 }
 
 #[derive(Deserialize)]

@@ -83,7 +83,45 @@ pub(super) fn case_row(
         "overdue": r.due_at < now && !r.status().is_final(),
         "extended": r.extension_months > 0,
         "assignee": r.assignee.as_ref().and_then(|a| names.get(a)).cloned().unwrap_or_default(),
+        // The language replies go out in, named in the staff member's.
+        "language": label(locale, "staff.languages", r.locale().as_str()),
+        // Why a human is needed, in words.
+        "reasons": r.reasons().iter().map(|x| label(locale, "staff.reasons", x)).collect::<Vec<_>>(),
+        "open_items": [],
     })
+}
+
+/// What is still open on each case's checklists (other systems), by case:
+/// the names of the unticked items in the staff member's language.
+pub(super) async fn open_checklist_items(
+    state: &AppState,
+    locale: Locale,
+) -> Result<BTreeMap<String, Vec<String>>, WorkflowError> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for t in store::tasks::open(&state.db, 1000).await? {
+        let items: Vec<store::tasks::ChecklistItem> =
+            serde_json::from_str(&t.checklist).unwrap_or_default();
+        out.entry(t.request_id.clone()).or_default().extend(
+            items
+                .iter()
+                .filter(|i| !i.done)
+                .map(|i| i.name.get(locale).to_string()),
+        );
+    }
+    Ok(out)
+}
+
+/// Adds `open_items` to queue rows that have checklist work left.
+fn with_open_items(
+    mut rows: Vec<serde_json::Value>,
+    open: &BTreeMap<String, Vec<String>>,
+) -> Vec<serde_json::Value> {
+    for row in rows.iter_mut() {
+        if let Some(items) = row["id"].as_str().and_then(|id| open.get(id)) {
+            row["open_items"] = serde_json::json!(items);
+        }
+    }
+    rows
 }
 
 pub(super) async fn staff_names(
@@ -185,10 +223,12 @@ pub(super) async fn queue(
     };
     let more = rows.len() > 50;
     let page: Vec<_> = rows.iter().take(50).collect();
+    let open_items = open_checklist_items(&state, locale).await.map_err(&f)?;
     let list: Vec<_> = page
         .iter()
         .map(|r| case_row(&state, locale, r, &names, now))
         .collect();
+    let list = with_open_items(list, &open_items);
     if filter.email_hash.is_some() && list.is_empty() {
         ctx.insert("lookup_empty", &true);
     }
@@ -301,6 +341,7 @@ pub(super) async fn queue(
             .iter()
             .map(|r| case_row(&state, locale, r, &names, now))
             .collect();
+        let urgent = with_open_items(urgent, &open_items);
         ctx.insert("task_cases", &urgent);
     }
     ctx.insert("total", &total);
