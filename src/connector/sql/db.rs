@@ -407,7 +407,10 @@ fn render_my(row: &sqlx::mysql::MySqlRow) -> Result<Rendered, sqlx::Error> {
             "FLOAT" => float(row.try_get::<f32, _>(i)? as f64),
             "DOUBLE" => float(row.try_get::<f64, _>(i)?),
             "DATE" => Value::String(row.try_get::<chrono::NaiveDate, _>(i)?.to_string()),
-            "DATETIME" | "TIMESTAMP" => naive_ts(row.try_get(i)?),
+            "DATETIME" => naive_ts(row.try_get(i)?),
+            // sqlx checks TIMESTAMP against DateTime<Utc> only; the wire
+            // form is DATETIME's, in the session's zone (UTC for sqlx).
+            "TIMESTAMP" => naive_ts(row.try_get_unchecked(i)?),
             "TIME" => match row.try_get::<chrono::NaiveTime, _>(i) {
                 Ok(t) => Value::String(t.to_string()),
                 // A TIME beyond one day (an interval): its text form.
