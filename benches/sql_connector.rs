@@ -83,7 +83,7 @@ fn settings(db: &str, dir: &Path) -> config::Settings {
         worker_interval: Duration::from_secs(60),
         connector_retry_base: Duration::from_millis(300),
         connector_retry_max: Duration::from_secs(2),
-        schedule_anonymisation: true,
+        run_schedules: true,
         mail_timing: Default::default(),
         export_dir: dir.join("exports"),
         metrics_bind: None,
