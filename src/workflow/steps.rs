@@ -149,8 +149,12 @@ pub(crate) async fn plan_stop(
 /// result at once.
 pub async fn run_request(state: &AppState, request_id: &str) -> anyhow::Result<()> {
     // Each settled primary erasure releases the others: run until nothing
-    // more became due (bounded by the number of systems).
-    for _ in 0..=state.systems.secondaries.len() + 1 {
+    // more became due. A step the background runner holds right now is
+    // waited for a few seconds, so whoever waits (a customer, a staff
+    // member) sees the outcome rather than "processing" by a hair.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut rounds = 0;
+    loop {
         let now = store::now();
         let due: Vec<StepRow> = steps::for_request(&state.db, request_id)
             .await?
@@ -162,15 +166,26 @@ pub async fn run_request(state: &AppState, request_id: &str) -> anyhow::Result<(
         if due.is_empty() {
             break;
         }
-        let mut ran = false;
+        let (mut ran, mut held) = (false, false);
         for s in due {
-            ran |= run_step(state, s).await?;
+            if run_step(state, s).await? {
+                ran = true;
+            } else {
+                held = true;
+            }
         }
-        if !ran {
-            break;
+        rounds += 1;
+        if ran && rounds <= state.systems.secondaries.len() + 2 {
+            continue;
         }
+        if held && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        }
+        break;
     }
-    Ok(())
+    // The runner that finished the last step may still be completing it.
+    finish_erasure_if_settled(state, request_id).await
 }
 
 /// The background runner's round: every due step of every request, then
@@ -556,9 +571,11 @@ async fn finish_erasure_if_settled(state: &AppState, request_id: &str) -> anyhow
         });
     }
     if req.kind() == RequestKind::Delete {
-        super::delete::complete_from_steps(state, &req, &receipts)
-            .await
-            .map_err(anyhow::Error::from)?;
+        match super::delete::complete_from_steps(state, &req, &receipts).await {
+            // Another runner completed it first: nothing more to do.
+            Err(super::WorkflowError::WrongState { .. }) => {}
+            other => other.map_err(anyhow::Error::from)?,
+        }
     }
     Ok(())
 }
