@@ -61,6 +61,17 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         )
         .await?,
     );
+    let webhooks: Vec<crate::workflow::webhooks::Receiver> = settings
+        .company
+        .webhooks
+        .iter()
+        .map(crate::workflow::webhooks::Receiver::from_config)
+        .collect::<anyhow::Result<_>>()?;
+    // A receiver hears what happens from the start of this process on
+    // (its position is set before the first request is taken).
+    for r in &webhooks {
+        crate::store::webhooks::cursor(&db, &r.url).await?;
+    }
     let client_limiter = NonZeroU32::new(settings.client_rate_limit_per_minute)
         .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
     Ok(AppState {
@@ -69,12 +80,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         pages: Default::default(),
         connector: systems.primary.clone(),
         systems,
-        webhooks: settings
-            .company
-            .webhooks
-            .iter()
-            .map(crate::workflow::webhooks::Receiver::from_config)
-            .collect::<anyhow::Result<_>>()?,
+        webhooks,
         tera: crate::i18n::templates()?,
         db,
         keys,
