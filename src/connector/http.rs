@@ -66,6 +66,18 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The kind of failure without the company's own words, for log lines
+    /// (an error body may quote the customer's data).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Unsupported(_) => "unsupported",
+            CallError::Unauthorized => "unauthorized",
+            CallError::Unavailable(_) => "unavailable",
+            CallError::Refused { .. } => "refused",
+            CallError::BadAnswer(_) => "bad_answer",
+        }
+    }
+
     pub fn retryable(&self) -> bool {
         matches!(self, CallError::Unavailable(_))
     }

@@ -114,8 +114,11 @@ impl WorkflowError {
     /// tables and constraints, never values.
     pub fn from_storage(e: anyhow::Error) -> WorkflowError {
         if let Some(c) = e.downcast_ref::<crate::connector::http::CallError>() {
-            // The message names the operation and the HTTP status, never values.
-            tracing::warn!(error = %c, "company system did not answer a customer flow");
+            // Only the kind: a refusal's text is the company's, and may quote data.
+            tracing::warn!(
+                kind = c.kind(),
+                "company system did not answer a customer flow"
+            );
             return WorkflowError::SystemUnavailable;
         }
         if crate::store::is_unavailable(e.as_ref()) {
